@@ -1,0 +1,114 @@
+"""Synthetic audio and a tiny YAMNet stand-in for self-contained tests."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+SR = 16000
+
+
+def call(duration_s: float = 2.5, sr: int = SR, rng=None) -> np.ndarray:
+    """A 'Capuchinbird-like' call: a low harmonic tone rising 500 -> 900 Hz, smooth envelope."""
+    t = np.arange(int(duration_s * sr)) / sr
+    f = 500 + 400 * t / duration_s
+    phase = 2 * np.pi * np.cumsum(f) / sr
+    tone = np.sin(phase) + 0.5 * np.sin(2 * phase)
+    env = np.sin(np.pi * t / duration_s) ** 2
+    return (0.4 * env * tone).astype(np.float32)
+
+
+def other(duration_s: float = 3.0, sr: int = SR, rng=None) -> np.ndarray:
+    """A 'not Capuchinbird' sound: high chirps (3-5 kHz) and hiss."""
+    rng = rng or np.random.default_rng(0)
+    n = int(duration_s * sr)
+    t = np.arange(n) / sr
+    x = 0.05 * rng.standard_normal(n)
+    for start in rng.uniform(0, duration_s - 0.2, size=6):
+        seg = (t >= start) & (t < start + 0.15)
+        x[seg] += 0.3 * np.sin(2 * np.pi * rng.uniform(3000, 5000) * t[seg])
+    return x.astype(np.float32)
+
+
+def background(duration_s: float, sr: int = SR, rng=None, level: float = 0.02) -> np.ndarray:
+    rng = rng or np.random.default_rng(1)
+    return (level * rng.standard_normal(int(duration_s * sr))).astype(np.float32)
+
+
+def write(path: Path, wave: np.ndarray, sr: int = SR, channels: int = 1, fmt: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = np.stack([wave] * channels, axis=1) if channels > 1 else wave
+    sf.write(str(path), data, sr, format=fmt)
+    return path
+
+
+def make_dataset(root: Path, n_pos_sources: int = 6, n_neg_sources: int = 6, per_source: int = 4) -> Path:
+    """A Kaggle-layout folder of synthetic clips, with a short call-free 'forest' recording."""
+    rng = np.random.default_rng(42)
+    for s in range(n_pos_sources):
+        for k in range(per_source):
+            wave = call(rng.uniform(2.0, 3.5))
+            wave = wave + background(wave.size / SR, rng=rng)
+            write(root / "Parsed_Capuchinbird_Clips" / f"XC{1000 + s}-{k}.wav", wave, sr=44100 if s % 2 else SR)
+    for s in range(n_neg_sources):
+        for k in range(per_source):
+            write(root / "Parsed_Not_Capuchinbird_Clips" / f"noise-{s}-{k}.flac", other(3.0, rng=rng), sr=SR)
+    write(root / "Forest Recordings" / "recording_01.flac", background(20.0, rng=rng), sr=SR)
+    return root
+
+
+def soundscape(duration_s: float, call_starts: list[float], rng=None) -> np.ndarray:
+    rng = rng or np.random.default_rng(7)
+    wave = background(duration_s, rng=rng)
+    for t0 in call_starts:
+        c = call(2.5)
+        i = int(t0 * SR)
+        wave[i: i + c.size] += c[: max(0, min(c.size, wave.size - i))]
+    return wave
+
+
+def build_tiny_yamnet(path: Path) -> Path:
+    """A SavedModel with YAMNet's interface and framing (0.975 s windows, 0.48 s hop).
+
+    ``model(waveform[N]) -> (scores[F, 521], embeddings[F, 1024], log_mel[T, 64])`` and
+    ``class_map_path()``. Embeddings are log band energies through a fixed random projection,
+    enough for a head to tell the synthetic call from the other sounds.
+    """
+    from yamnet_capuchin.backbones import import_tensorflow
+
+    tf = import_tensorflow()
+    path = Path(path)
+    rng = np.random.default_rng(0)
+    proj = rng.standard_normal((32, 1024)).astype(np.float32) / math.sqrt(32)
+    class_map = path.parent / "tiny_class_map.csv"
+    class_map.write_text("index,mid,display_name\n" + "".join(f"{i},/m/{i},class {i}\n" for i in range(521)))
+
+    class TinyYamnet(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = tf.Variable(proj, trainable=False)
+            self.class_map = tf.saved_model.Asset(str(class_map))
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def __call__(self, waveform):
+            n = tf.shape(waveform)[0]
+            extra = tf.maximum(n - 15600, 0)
+            frames_n = 1 + (extra + 7679) // 7680
+            padded = tf.pad(waveform, [[0, (frames_n - 1) * 7680 + 15600 - n]])
+            frames = tf.signal.frame(padded, 15600, 7680)
+            spec = tf.abs(tf.signal.rfft(frames))[:, :7776]  # 0 .. ~7.97 kHz
+            bands = tf.reduce_mean(tf.reshape(spec, [-1, 32, 243]), axis=-1)
+            emb = tf.nn.relu(tf.matmul(tf.math.log(bands + 1e-3), self.proj))
+            scores = tf.sigmoid(emb[:, :521])
+            log_mel = tf.zeros([frames_n * 48 + 48, 64])
+            return scores, emb, log_mel
+
+        @tf.function(input_signature=[])
+        def class_map_path(self):
+            return self.class_map.asset_path
+
+    tf.saved_model.save(TinyYamnet(), str(path))
+    return path

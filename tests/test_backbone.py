@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from synth import call
+from yamnet_capuchin.backbones import YamnetBackbone, check_compatible, yamnet_frame_count
+from yamnet_capuchin.cache import EmbeddingCache
+from yamnet_capuchin.errors import ModelError
+
+
+@pytest.mark.parametrize("n,frames", [(0, 1), (15600, 1), (15601, 2), (23280, 2), (23281, 3), (2880667, 375)])
+def test_frame_count(n, frames):
+    assert yamnet_frame_count(n) == frames
+
+
+def test_hub_loading_path_and_frames(tiny_yamnet):
+    bb = YamnetBackbone(str(tiny_yamnet))
+    assert bb.runtime == "savedmodel"
+    wave = np.concatenate([call(2.0), np.zeros(8000, np.float32)])
+    frames = bb.embed(wave)
+    assert len(frames) == yamnet_frame_count(wave.size)
+    assert frames.embeddings.shape == (len(frames), 1024)
+    assert frames.class_scores.shape == (len(frames), 521)
+    assert np.allclose(frames.start_s, np.arange(len(frames)) * 0.48)
+    assert len(bb.class_names()) == 521
+
+
+def test_env_var_selects_the_handle(tiny_yamnet, monkeypatch):
+    monkeypatch.setenv("YAMCAP_YAMNET", str(tiny_yamnet))
+    assert YamnetBackbone().handle == str(tiny_yamnet)
+    monkeypatch.delenv("YAMCAP_YAMNET")
+    assert YamnetBackbone().handle == "https://tfhub.dev/google/yamnet/1"
+
+
+def test_unloadable_handle_names_the_env_var(tmp_path):
+    with pytest.raises(ModelError, match="YAMCAP_YAMNET"):
+        YamnetBackbone(str(tmp_path / "nowhere")).load()
+    (tmp_path / "junk").mkdir()
+    with pytest.raises(ModelError, match="YAMCAP_YAMNET"):
+        YamnetBackbone(str(tmp_path / "junk")).load()
+    with pytest.raises(ModelError, match="tflite"):
+        YamnetBackbone(str(tmp_path / "junk"), runtime="tflite")
+
+
+def test_compatibility_rules():
+    base = {"name": "yamnet", "version": "1", "runtime": "savedmodel", "fingerprint": "a", "handle": "x"}
+    assert check_compatible(base, dict(base)) == []
+    assert "runtime" in check_compatible(base, {**base, "runtime": "tflite", "fingerprint": "b"})[0]
+    with pytest.raises(ModelError, match="version"):
+        check_compatible(base, {**base, "version": "2"})
+    with pytest.raises(ModelError, match="backbone"):
+        check_compatible(base, {**base, "name": "cnn"})
+
+
+def test_cache_roundtrip(tiny_yamnet, tmp_path):
+    bb = YamnetBackbone(str(tiny_yamnet))
+    frames = bb.embed(call(2.0))
+    cache = EmbeddingCache(tmp_path / "c")
+    key = cache.key("abc", bb.identity(), {"backend": "soundfile"})
+    assert cache.get(key) is None
+    cache.put(key, frames)
+    again = cache.get(key)
+    assert np.array_equal(again.embeddings, frames.embeddings) and cache.hits == 1
+    assert key != cache.key("abc", {**bb.identity(), "runtime": "tflite"}, {"backend": "soundfile"})
+    assert key != cache.key("abc", bb.identity(), {"backend": "tfio"})

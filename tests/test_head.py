@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from yamnet_capuchin.head import FrameHead, pad_bags
+
+
+def _bags(n, rng, shift):
+    return [rng.standard_normal((int(rng.integers(2, 7)), 16)).astype(np.float32) + shift for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    pos, neg = _bags(40, rng, 1.0), _bags(40, rng, -1.0)
+    x = pos + neg
+    y = np.array([1] * 40 + [0] * 40)
+    return x, y
+
+
+def test_pad_bags():
+    x, m = pad_bags([np.ones((2, 3)), np.ones((4, 3))])
+    assert x.shape == (2, 4, 3) and m.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max", "attention"])
+def test_fit_predict_save_load(data, pooling, tmp_path):
+    x, y = data
+    head = FrameHead(hidden_units=8, pooling=pooling, max_epochs=30, patience=30, batch_size=16).fit(x, y, x[::4], y[::4])
+    scores = head.predict(x)
+    assert scores.shape == (80,)
+    assert scores[y == 1].min() > scores[y == 0].max()  # separable toy data
+    assert "val_loss" in head.history_ and len(head.history_["loss"]) >= 1
+    head.save(tmp_path / "h.npz")
+    again = FrameHead.load(tmp_path / "h.npz", **head.get_params())
+    assert np.allclose(again.predict(x), scores)
+    f = head.frame_scores(x[0])
+    assert f.shape == (x[0].shape[0],) and ((f >= 0) & (f <= 1)).all()
+
+
+def test_numpy_inference_matches_keras_model(data):
+    """The NumPy forward pass reproduces the trained Keras network."""
+    x, y = data
+    head = FrameHead(hidden_units=8, pooling="max", max_epochs=3, patience=3)
+    head.fit(x, y, x[:8], y[:8])
+    net = head._build(16)
+    net.hidden.set_weights([head.weights_["w1"], head.weights_["b1"]])
+    net.out.set_weights([head.weights_["w2"][:, None], head.weights_["b2"]])
+    xx, mm = pad_bags(x[:5])
+    keras_scores = np.asarray(net([xx, mm]))[:, 0]
+    assert np.allclose(keras_scores, head.predict(x[:5]), atol=1e-5)
+
+
+def test_unfitted_head_raises():
+    from yamnet_capuchin.errors import ModelError
+
+    with pytest.raises(ModelError):
+        FrameHead().frame_scores(np.zeros((1, 4), np.float32))

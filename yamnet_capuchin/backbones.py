@@ -1,0 +1,286 @@
+"""Frozen embedding backbones: YAMNet (SavedModel through tensorflow_hub, or TFLite).
+
+A backbone turns a 16 kHz waveform into frames: one 1024-d embedding and 521 AudioSet
+scores per 0.96 s window (15600 samples), hop 0.48 s (7680 samples). Frame ``i`` starts at
+``i * 0.48`` s; the last window is zero-padded, so a waveform of ``n`` samples gives
+``1 + ceil((n - 15600) / 7680)`` frames (1 when ``n <= 15600``).
+
+Because frame ``i`` depends only on samples ``[i*7680, i*7680 + 15600)``, a long file can be
+embedded block by block (blocks overlapping by 7920 samples) with the same result as a
+whole-file pass; :mod:`yamnet_capuchin.streaming` relies on that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import DEFAULT_YAMNET_HANDLE
+from .errors import ModelError
+
+YAMNET_WINDOW = 15600  # samples at 16 kHz (0.975 s: 96 log-mel frames of 10 ms + 25 ms window)
+YAMNET_HOP = 7680  # samples (0.48 s)
+YAMNET_EMBEDDING_DIM = 1024
+YAMNET_CLASSES = 521
+TFLITE_EMBEDDING_TENSOR = "yamnet_frames/global_average_pooling2d/Mean"
+ENV_YAMNET = "YAMCAP_YAMNET"
+
+
+@dataclass
+class Frames:
+    """Backbone output for one waveform.
+
+    start_s: (F,) frame start times in seconds from the waveform start
+    embeddings: (F, D) float32
+    class_scores: (F, 521) float32 AudioSet scores (empty (F, 0) when not available)
+    """
+
+    start_s: np.ndarray
+    embeddings: np.ndarray
+    class_scores: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.start_s.shape[0])
+
+
+def yamnet_frame_count(n_samples: int) -> int:
+    """Frames YAMNet returns for ``n_samples`` samples at 16 kHz."""
+    if n_samples <= YAMNET_WINDOW:
+        return 1
+    return 1 + math.ceil((n_samples - YAMNET_WINDOW) / YAMNET_HOP)
+
+
+def resolve_yamnet_handle(handle: str | None = None) -> str:
+    """The handle to load: the argument, else ``$YAMCAP_YAMNET``, else the public TF-Hub one."""
+    return handle or os.environ.get(ENV_YAMNET) or DEFAULT_YAMNET_HANDLE
+
+
+def import_tensorflow():
+    """Import TensorFlow without its start-up noise on stderr (CUDA probing on CPU machines)."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # the CUDA probe logs here, once
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return tf
+
+
+def configure_tensorflow(threads: int | None = None) -> None:
+    """Quiet TensorFlow's start-up logging and size its thread pools to the machine."""
+    tf = import_tensorflow()
+
+    threads = threads or os.cpu_count() or 1
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    except RuntimeError:  # already initialised: keep what is set
+        pass
+
+
+class YamnetBackbone:
+    """Frozen YAMNet.
+
+    Parameters
+    ----------
+    handle : URL, SavedModel directory or ``.tflite`` file; ``None`` = ``$YAMCAP_YAMNET`` or
+        the public TF-Hub handle.
+    runtime : ``"auto"`` (``tflite`` for a ``.tflite`` handle, else ``savedmodel``),
+        ``"savedmodel"`` or ``"tflite"``.
+    threads : CPU threads for inference (default: all cores).
+    """
+
+    name = "yamnet"
+    window_samples = YAMNET_WINDOW
+    hop_samples = YAMNET_HOP
+    embedding_dim = YAMNET_EMBEDDING_DIM
+
+    def __init__(self, handle: str | None = None, runtime: str = "auto", threads: int | None = None):
+        self.handle = resolve_yamnet_handle(handle)
+        if runtime == "auto":
+            runtime = "tflite" if self.handle.lower().endswith(".tflite") else "savedmodel"
+        if runtime not in ("savedmodel", "tflite"):
+            raise ModelError(f"unknown YAMNet runtime '{runtime}' (choose savedmodel or tflite)")
+        if runtime == "tflite" and not self.handle.lower().endswith(".tflite"):
+            raise ModelError(f"runtime 'tflite' needs a .tflite file, got '{self.handle}'")
+        self.runtime = runtime
+        self.threads = threads or os.cpu_count() or 1
+        self._model = None
+        self._interpreter = None
+
+    # -- identity -----------------------------------------------------------------------
+    @property
+    def version(self) -> str:
+        match = re.search(r"yamnet/(\d+)", self.handle)
+        return match.group(1) if match else "1"
+
+    def identity(self) -> dict:
+        """What a trained head depends on: family, version, runtime, weights fingerprint."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "runtime": self.runtime,
+            "handle": self.handle,
+            "fingerprint": self.fingerprint(),
+        }
+
+    def fingerprint(self) -> str:
+        """A short hash of the weights files (local handles) or of the URL."""
+        path = Path(self.handle)
+        digest = hashlib.sha256()
+        if path.is_file():
+            digest.update(path.read_bytes())
+        elif path.is_dir():
+            for rel in ("saved_model.pb", "variables/variables.index"):
+                f = path / rel
+                if f.exists():
+                    digest.update(f.read_bytes())
+        else:
+            digest.update(self.handle.encode())
+        return digest.hexdigest()[:16]
+
+    def frame_count(self, n_samples: int) -> int:
+        return yamnet_frame_count(n_samples)
+
+    # -- loading ------------------------------------------------------------------------
+    def load(self) -> "YamnetBackbone":
+        if self._model is not None or self._interpreter is not None:
+            return self
+        configure_tensorflow(self.threads)
+        if self.runtime == "tflite":
+            self._load_tflite()
+        else:
+            self._load_savedmodel()
+        return self
+
+    def _load_savedmodel(self) -> None:
+        import tensorflow_hub as hub
+
+        local = not re.match(r"^[a-z]+://", self.handle)
+        if local and not Path(self.handle).exists():
+            raise ModelError(
+                f"YAMNet not found at '{self.handle}'. Set {ENV_YAMNET} (or --yamnet) to a YAMNet "
+                "SavedModel directory, a .tflite file or a TF-Hub URL."
+            )
+        try:
+            self._model = hub.load(self.handle)
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ModelError(
+                f"could not load YAMNet from '{self.handle}' ({reason}). Offline? Download YAMNet once "
+                f"and set {ENV_YAMNET} (or --yamnet) to the local SavedModel directory or .tflite file."
+            ) from None
+        if not callable(self._model):
+            raise ModelError(f"'{self.handle}' loaded, but it is not a callable YAMNet model")
+
+    def _load_tflite(self) -> None:
+        import tensorflow as tf
+
+        if not Path(self.handle).is_file():
+            raise ModelError(f"YAMNet TFLite file not found: '{self.handle}' (check {ENV_YAMNET} / --yamnet)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                interp = tf.lite.Interpreter(
+                    model_path=self.handle, num_threads=self.threads, experimental_preserve_all_tensors=True
+                )
+                interp.allocate_tensors()
+            except Exception as exc:
+                raise ModelError(f"could not load TFLite model '{self.handle}' ({exc})") from None
+        inputs = interp.get_input_details()
+        if len(inputs) != 1 or list(inputs[0]["shape"]) != [1, YAMNET_WINDOW]:
+            raise ModelError(f"'{self.handle}' is not YAMNet TFLite (expected one [1, {YAMNET_WINDOW}] input)")
+        by_name = {d["name"]: d["index"] for d in interp.get_tensor_details()}
+        if TFLITE_EMBEDDING_TENSOR not in by_name:
+            raise ModelError(f"'{self.handle}' has no tensor '{TFLITE_EMBEDDING_TENSOR}' (not YAMNet?)")
+        scores = [d for d in interp.get_output_details() if list(d["shape"]) == [1, YAMNET_CLASSES]]
+        self._tfl_input = inputs[0]["index"]
+        self._tfl_embedding = by_name[TFLITE_EMBEDDING_TENSOR]
+        self._tfl_scores = scores[0]["index"] if scores else None
+        self._interpreter = interp
+
+    # -- inference ----------------------------------------------------------------------
+    def embed(self, waveform: np.ndarray) -> Frames:
+        """Frames of a float32 16 kHz waveform, shape (n_samples,)."""
+        self.load()
+        wave = np.asarray(waveform, dtype=np.float32).reshape(-1)
+        if self._interpreter is not None:
+            scores, emb = self._embed_tflite(wave)
+        else:
+            out = self._model(wave)
+            scores, emb = np.asarray(out[0]), np.asarray(out[1])
+        n = emb.shape[0]
+        start = np.arange(n, dtype=np.float64) * (YAMNET_HOP / 16000.0)
+        return Frames(start, emb.astype(np.float32, copy=False), scores.astype(np.float32, copy=False))
+
+    def _embed_tflite(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = yamnet_frame_count(wave.size)
+        padded = np.zeros((n - 1) * YAMNET_HOP + YAMNET_WINDOW, np.float32)
+        padded[: wave.size] = wave
+        frames = np.lib.stride_tricks.sliding_window_view(padded, YAMNET_WINDOW)[::YAMNET_HOP]
+        interp = self._interpreter
+        emb = np.empty((n, YAMNET_EMBEDDING_DIM), np.float32)
+        scores = np.empty((n, YAMNET_CLASSES), np.float32)
+        for i in range(n):
+            interp.set_tensor(self._tfl_input, frames[i][None, :])
+            interp.invoke()
+            emb[i] = interp.get_tensor(self._tfl_embedding)[0]
+            if self._tfl_scores is not None:
+                scores[i] = interp.get_tensor(self._tfl_scores)[0]
+        if self._tfl_scores is None:
+            scores = np.zeros((n, 0), np.float32)
+        return scores, emb
+
+    def class_names(self) -> list[str]:
+        """The 521 AudioSet display names (SavedModel runtime only)."""
+        import csv
+
+        self.load()
+        if self._model is None or not hasattr(self._model, "class_map_path"):
+            return []
+        with open(self._model.class_map_path().numpy().decode()) as fh:
+            return [row["display_name"] for row in csv.DictReader(fh)]
+
+
+def check_compatible(stored: dict, actual: dict, what: str = "model") -> list[str]:
+    """Compare a model's recorded backbone with the one in use.
+
+    Raises :class:`ModelError` when the family or version differs; returns warnings when only
+    the runtime or the weights fingerprint differ (e.g. SavedModel vs TFLite of YAMNet).
+    """
+    if stored.get("name") != actual.get("name"):
+        raise ModelError(
+            f"{what} was trained on backbone '{stored.get('name')}', not '{actual.get('name')}'"
+        )
+    if str(stored.get("version")) != str(actual.get("version")):
+        raise ModelError(
+            f"{what} was trained on {stored.get('name')} version {stored.get('version')}, "
+            f"but version {actual.get('version')} is loaded ({actual.get('handle')})"
+        )
+    notes = []
+    if stored.get("runtime") != actual.get("runtime"):
+        notes.append(
+            f"{what} was trained with the YAMNet {stored.get('runtime')} runtime and now runs with "
+            f"{actual.get('runtime')}: same weights, slightly different embeddings"
+        )
+    elif stored.get("fingerprint") != actual.get("fingerprint"):
+        notes.append(
+            f"{what} was trained with YAMNet from '{stored.get('handle')}', now '{actual.get('handle')}' "
+            "(different files of the same version)"
+        )
+    return notes

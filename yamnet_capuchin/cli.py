@@ -1,0 +1,272 @@
+"""The ``yamcap`` command line: a thin shell over the library.
+
+Only typer and the standard library are imported at start-up; TensorFlow loads when a
+command needs it, so ``yamcap --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(
+    name="yamcap",
+    help=(
+        "Find and count Capuchinbird calls in forest recordings with a frozen YAMNet and a small "
+        "trained head (or the original notebook's spectrogram CNN, as a baseline).\n\n"
+        "YAMNet is loaded from $YAMCAP_YAMNET (a SavedModel folder, a .tflite file or a TF-Hub URL); "
+        "offline, point it at a local copy:  export YAMCAP_YAMNET=/path/to/yamnet"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",
+)
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file (see configs/); CLI options override it.")
+SetOpt = typer.Option(None, "--set", help="Override any config value, e.g. --set head.dropout=0.5 (repeatable).")
+YamnetOpt = typer.Option(None, "--yamnet", help="YAMNet handle: TF-Hub URL, SavedModel folder or .tflite file [env: YAMCAP_YAMNET].")
+RuntimeOpt = typer.Option(None, "--runtime", help="YAMNet runtime: savedmodel or tflite (default: from the handle).")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(code)
+
+
+def _setup_runtime() -> None:
+    """Quiet TensorFlow and show our warnings as one line each."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category.__name__ == "YamcapWarning":
+            typer.secho(f"warning: {message}", fg="yellow", err=True)
+
+    warnings.showwarning = show
+    warnings.filterwarnings("ignore", module="keras.*")
+    warnings.filterwarnings("ignore", module="tensorflow.*")
+
+
+def _load_config(config: Optional[Path], sets: Optional[List[str]], overrides: dict):
+    from .config import Config
+
+    pairs = {}
+    for item in sets or []:
+        if "=" not in item:
+            _fail(f"--set expects key=value, got '{item}'")
+        key, value = item.split("=", 1)
+        pairs[key.strip()] = value.strip()
+    pairs.update({k: v for k, v in overrides.items() if v is not None})
+    return Config.load(config, pairs)
+
+
+def _guard(fn):
+    """Run a command body; YamcapError -> one red line and exit 2; Ctrl-C -> exit 130."""
+    from .errors import YamcapError
+
+    try:
+        return fn()
+    except YamcapError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        typer.secho("interrupted: no partial output was left", fg="yellow", err=True)
+        raise typer.Exit(130)
+
+
+def _report_failures(failures) -> None:
+    for path, reason in failures:
+        typer.secho(f"failed: {path}: {reason}", fg="red", err=True)
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(..., "--data", "-d", help="Kaggle-layout folder (Parsed_Capuchinbird_Clips/, Parsed_Not_Capuchinbird_Clips/)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model directory to write (replaced if it exists)."),
+    backbone: str = typer.Option("yamnet", "--backbone", "-b", help="yamnet (frozen YAMNet + head) or cnn (the notebook's spectrogram CNN)."),
+    config: Optional[Path] = ConfigOpt,
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (split, initialisation, augmentation)."),
+    yamnet: Optional[str] = YamnetOpt,
+    runtime: Optional[str] = RuntimeOpt,
+    pooling: Optional[str] = typer.Option(None, "--pooling", help="mean, max, attention, or auto (best on validation)."),
+    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="Mix training clips into other audio at random SNR, gain and shift."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding cache [env: YAMCAP_CACHE; default ~/.cache/yamcap]."),
+    sets: Optional[List[str]] = SetOpt,
+    quiet: bool = QuietOpt,
+):
+    """Train a detector on labelled clips and report test-split metrics.
+
+    The split is made by *source recording* (70/10/20 % of sources by default), so clips cut from
+    one recording never sit on both sides. The decision threshold is the best-F1 one on the
+    validation split and is stored with the model.
+
+    Examples:
+
+        yamcap train --backbone yamnet --data ../shared/data/capuchin --out runs/y
+
+        yamcap train -b yamnet -d data/ -o runs/aug --augment --set head.hidden_units=256
+    """
+    _setup_runtime()
+
+    def body():
+        cfg = _load_config(config, sets, {
+            "seed": seed, "backbone.name": backbone, "backbone.handle": yamnet, "backbone.runtime": runtime,
+            "head.pooling": pooling, "augment.enabled": augment, "cache_dir": str(cache_dir) if cache_dir else None,
+        })
+        if cfg.backbone.name == "yamnet":
+            from .train import train_yamnet
+
+            metrics = train_yamnet(data, out, cfg, progress=not quiet, echo=typer.echo)
+        elif cfg.backbone.name == "cnn":
+            from .cnn import train_cnn
+
+            metrics = train_cnn(data, out, cfg, progress=not quiet, echo=typer.echo)
+        else:
+            _fail(f"unknown backbone '{cfg.backbone.name}' (yamnet or cnn)")
+        _print_metrics(metrics, out)
+
+    _guard(body)
+
+
+def _print_metrics(metrics: dict, out: Path) -> None:
+    t = metrics["test"]
+    typer.echo(
+        f"test split ({t['n']} clips, {t['n_positive']} calls), threshold {metrics['threshold']:.3f}:\n"
+        f"  precision {t['precision']:.4f}  recall {t['recall']:.4f}  F1 {t['f1']:.4f}  "
+        f"ROC-AUC {t['roc_auc']:.4f}  PR-AUC {t['pr_auc']:.4f}\n"
+        f"  confusion [[TN FP] [FN TP]] = {t['confusion']}\n"
+        f"model written to {out} ({metrics['timing_s']['total']:.1f} s)"
+    )
+
+
+@app.command()
+def predict(
+    paths: List[Path] = typer.Argument(..., help="Audio files or folders (searched recursively)."),
+    out: Path = typer.Option(..., "--out", "-o", help="CSV to write: path,score,label."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model directory (default: the model shipped with yamcap)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Decision threshold (default: the model's)."),
+    yamnet: Optional[str] = YamnetOpt,
+    runtime: Optional[str] = RuntimeOpt,
+    quiet: bool = QuietOpt,
+):
+    """Score clips: one row per file with the clip score and label (score >= threshold).
+
+    Unreadable files are listed with the reason and skipped; the exit code is then 1, and
+    the CSV holds the files that were scored (written whole or not at all).
+
+    Example:
+
+        yamcap predict clips/ --out scores.csv
+    """
+    _setup_runtime()
+
+    def body():
+        from .fileio import atomic_write_csv, expand_audio_paths
+        from .model import load_model
+        from .predict import predict_files
+
+        files = expand_audio_paths(paths)
+        if not files:
+            _fail("no audio files found in the given paths")
+        detector = load_model(model, yamnet=yamnet, runtime=runtime)
+        preds, failures = predict_files(detector, files, threshold, detector.config.audio.backend, not quiet)
+        if preds:
+            atomic_write_csv(out, ("path", "score", "label"), [(p.path, f"{p.score:.6f}", p.label) for p in preds])
+        _report_failures(failures)
+        n_pos = sum(p.label for p in preds)
+        typer.echo(f"scored {len(preds)} of {len(files)} files: {n_pos} with a call"
+                   + (f"; wrote {out}" if preds else "; nothing written"))
+        if failures:
+            typer.secho(f"{len(failures)} file(s) failed", fg="red", err=True)
+            raise typer.Exit(1)
+
+    _guard(body)
+
+
+@app.command()
+def count(
+    paths: List[Path] = typer.Argument(..., help="Recordings or folders (searched recursively), any audio format."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (created; re-running resumes)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model directory, YAMNet or CNN (default: the shipped model)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Event on-threshold (default: the model's)."),
+    off_threshold: Optional[float] = typer.Option(None, "--off-threshold", help="Hysteresis off-threshold (default: = threshold)."),
+    min_gap: Optional[float] = typer.Option(None, "--min-gap", help="Merge events closer than this (s)."),
+    min_duration: Optional[float] = typer.Option(None, "--min-duration", help="Drop events shorter than this (s)."),
+    max_duration: Optional[float] = typer.Option(None, "--max-duration", help="Split events longer than this at score minima (s)."),
+    notebook_rule: bool = typer.Option(False, "--notebook-rule", help="The original notebook's rule: non-overlapping 54000-sample windows, p > 0.99, runs = calls."),
+    plots: bool = typer.Option(False, "--plots", help="Also write a spectrogram + score + events PNG per file."),
+    config: Optional[Path] = ConfigOpt,
+    sets: Optional[List[str]] = SetOpt,
+    yamnet: Optional[str] = YamnetOpt,
+    runtime: Optional[str] = RuntimeOpt,
+    quiet: bool = QuietOpt,
+):
+    """Count Capuchinbird calls in long recordings and say where they are.
+
+    Writes into OUT: counts.csv (the challenge's clip_name,call_count), events.csv, a Raven
+    selection table and an Audacity label file per recording (raven/, audacity/), counts.png,
+    errors.csv, summary.json and config.toml. Files of any length are read in blocks (flat
+    memory). A bad file is listed in errors.csv and skipped (exit code 1); re-running with
+    the same OUT skips files already done with the same model and parameters.
+
+    Examples:
+
+        yamcap count "Forest Recordings/" --out counts/
+
+        yamcap count rec.flac --out c/ --runtime tflite --yamnet yamnet.tflite --plots
+    """
+    _setup_runtime()
+
+    def body():
+        from .count import count_files
+        from .fileio import expand_audio_paths
+        from .model import load_model
+
+        cfg = _load_config(config, sets, {
+            "events.threshold": threshold, "events.off_threshold": off_threshold, "events.min_gap_s": min_gap,
+            "events.min_duration_s": min_duration, "events.max_duration_s": max_duration,
+            "events.notebook_rule": notebook_rule or None,
+        })
+        files = expand_audio_paths(paths)
+        if not files:
+            _fail("no audio files found in the given paths")
+        if runtime == "tflite" and not yamnet and not os.environ.get("YAMCAP_YAMNET", "").endswith(".tflite"):
+            _fail("--runtime tflite needs a .tflite file: pass --yamnet PATH/yamnet.tflite")
+        detector = load_model(model, yamnet=yamnet, runtime=runtime, audio_backend=cfg.audio.backend)
+        cfg.backbone = detector.config.backbone
+        run = count_files(detector, files, out, cfg, plots=plots, progress=not quiet, echo=typer.echo)
+        _report_failures(run.failures)
+        _print_count_summary(run, out)
+        if run.failures:
+            raise typer.Exit(1)
+
+    _guard(body)
+
+
+def _print_count_summary(run, out: Path) -> None:
+    counts = {r.path: len(r.events) for r in run.results}
+    total = sum(counts.values())
+    lines = [f"files: {len(run.results) + len(run.failures)}  counted: {len(run.results)}  "
+             f"failed: {len(run.failures)}  resumed: {sum(r.resumed for r in run.results)}",
+             f"total calls: {total}"]
+    if counts and total:
+        top = max(counts.values())
+        lines.append(f"most calls ({top}): " + ", ".join(sorted(Path(p).name for p, c in counts.items() if c == top)))
+    if run.audio_s:
+        lines.append(f"speed: {run.audio_s:.0f} s of audio in {sum(r.seconds for r in run.results if not r.resumed):.1f} s "
+                     f"= {run.realtime_factor:.0f}x real time (wall {run.wall_s:.1f} s)")
+    lines.append(f"outputs in {out}/ (counts.csv, events.csv, raven/, audacity/, counts.png)")
+    typer.echo("\n".join(lines))
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""Counting calls in long recordings (``yamcap count``): files -> frame scores -> events -> outputs.
+
+Resumable: each finished file leaves a small state record in ``OUT_DIR/.yamcap-state``;
+a re-run skips files whose content, model and parameters are unchanged. Every output is
+written atomically, so an interrupted run leaves complete files or none.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .audio import SAMPLE_RATE, iter_blocks
+from .config import Config
+from .errors import AudioError
+from .events import Event, EventParams, detect_events, notebook_rule_events
+from .fileio import atomic_write_csv, atomic_write_json, file_sha256, save_figure, text_sha256
+from .outputs import write_audacity_labels, write_counts_csv, write_events_csv, write_raven_table
+from .progress import progress_bar
+from .streaming import FrameScores, stream_frame_scores
+
+NOTEBOOK_THRESHOLD = 0.99
+STATE_DIR = ".yamcap-state"
+
+
+@dataclass
+class FileCount:
+    path: str  # as given on the command line (or found in a given folder)
+    sha256: str
+    duration_s: float
+    events: list[Event]
+    seconds: float = 0.0  # processing wall time
+    resumed: bool = False
+
+
+@dataclass
+class CountRun:
+    results: list[FileCount] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    @property
+    def audio_s(self) -> float:
+        return sum(r.duration_s for r in self.results if not r.resumed)
+
+    @property
+    def realtime_factor(self) -> float:
+        processed = sum(r.seconds for r in self.results if not r.resumed)
+        return self.audio_s / processed if processed > 0 else float("nan")
+
+
+def event_params(config: Config, model_threshold: float) -> EventParams:
+    ev = config.events
+    on = ev.threshold if ev.threshold >= 0 else model_threshold
+    off = ev.off_threshold if ev.off_threshold >= 0 else None
+    return EventParams(on, off, ev.min_gap_s, ev.min_duration_s, ev.max_duration_s)
+
+
+def notebook_window_samples(detector) -> int:
+    """The notebook's counting window: the CNN's input length, or 54000 samples for YAMNet."""
+    return int(getattr(detector, "selected_length", 0) or 54000)
+
+
+def window_scores(detector, path, window_samples: int, audio_backend: str = "soundfile") -> FrameScores:
+    """Scores of consecutive non-overlapping windows (a final partial window is dropped, as
+    the notebook's ``timeseries_dataset_from_array`` does)."""
+    per_block = 32
+    starts, scores, total = [], [], 0
+    carry = np.zeros(0, np.float32)
+    offset = 0
+    for block in iter_blocks(path, per_block * window_samples, 0, audio_backend):
+        total = block.start + block.samples.size
+        wave = np.concatenate([carry, block.samples]) if carry.size else block.samples
+        n = wave.size // window_samples
+        for k in range(n):
+            starts.append((offset + k * window_samples) / SAMPLE_RATE)
+            scores.append(detector.clip_score(wave[k * window_samples:(k + 1) * window_samples]))
+        carry = wave[n * window_samples:]
+        offset += n * window_samples
+    return FrameScores(np.asarray(starts, float), np.asarray(scores, np.float32), total / SAMPLE_RATE)
+
+
+def score_and_detect(detector, path, config: Config) -> tuple[FrameScores, list[Event], float, float]:
+    """(frame scores, events, window_s, hop_s) of one file under ``config``."""
+    backend = config.audio.backend
+    if config.events.notebook_rule:
+        win = notebook_window_samples(detector)
+        fs = window_scores(detector, path, win, backend)
+        events = notebook_rule_events(fs.start_s, fs.scores, win / SAMPLE_RATE, NOTEBOOK_THRESHOLD)
+        return fs, events, win / SAMPLE_RATE, win / SAMPLE_RATE
+    fs = stream_frame_scores(detector, path, config.audio.block_seconds, backend)
+    window_s, hop_s = detector.window_samples / SAMPLE_RATE, detector.hop_samples / SAMPLE_RATE
+    events = detect_events(fs.start_s, fs.scores, window_s, hop_s, event_params(config, detector.threshold))
+    return fs, events, window_s, hop_s
+
+
+def run_identity(detector, config: Config) -> str:
+    """What the results of a file depend on besides its content: model + counting parameters."""
+    ev = config.events
+    blob = json.dumps({
+        "model": detector.fingerprint(),
+        "events": [ev.threshold, ev.off_threshold, ev.min_gap_s, ev.min_duration_s, ev.max_duration_s,
+                   ev.notebook_rule],
+        "audio_backend": config.audio.backend,
+    }, sort_keys=True)
+    return text_sha256(blob)[:24]
+
+
+def _unique_stems(paths: Sequence[Path]) -> dict[Path, str]:
+    """A file-name stem per input; stems shared by several inputs get a short path hash."""
+    counts: dict[str, int] = {}
+    for p in paths:
+        counts[p.stem] = counts.get(p.stem, 0) + 1
+    return {p: (p.stem if counts[p.stem] == 1 else f"{p.stem}_{text_sha256(str(p))[:6]}") for p in paths}
+
+
+def count_files(
+    detector,
+    paths: Sequence[Path],
+    out_dir: str | Path,
+    config: Config,
+    plots: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> CountRun:
+    """Count calls in each file and write all outputs into ``out_dir``."""
+    out_dir = Path(out_dir)
+    state_dir = out_dir / STATE_DIR
+    run_id = run_identity(detector, config)
+    stems = _unique_stems(list(paths))
+    names = _clip_names(paths)
+    run = CountRun()
+    t_start = time.perf_counter()
+    with progress_bar(progress) as bar:
+        task = bar.add_task("Counting", total=len(paths)) if bar else None
+        for path in paths:
+            key = text_sha256(str(path))[:24]
+            try:
+                sha = file_sha256(path) if Path(path).is_file() else ""
+                done = _load_state(state_dir / f"{key}.json", sha, run_id) if sha else None
+                if done is not None:
+                    run.results.append(done)
+                else:
+                    t0 = time.perf_counter()
+                    fs, events, window_s, hop_s = score_and_detect(detector, path, config)
+                    result = FileCount(str(path), sha, fs.duration_s, events, time.perf_counter() - t0)
+                    stem = stems[Path(path)]
+                    write_raven_table(out_dir / "raven" / f"{stem}.Table.1.selections.txt", events)
+                    write_audacity_labels(out_dir / "audacity" / f"{stem}.txt", events)
+                    if plots:
+                        from .plots import detection_plot
+                        save_figure(detection_plot(path, fs, events, config.audio.backend, window_s, hop_s),
+                                    out_dir / "plots" / f"{stem}.png")
+                    _save_state(state_dir / f"{key}.json", result, run_id)
+                    run.results.append(result)
+            except AudioError as exc:
+                run.failures.append((str(path), exc.reason))
+            except OSError as exc:
+                run.failures.append((str(path), f"cannot read ({exc.strerror or exc})"))
+            if bar:
+                bar.advance(task)
+    run.wall_s = time.perf_counter() - t_start
+    _write_summary_outputs(out_dir, run, names, config, detector)
+    return run
+
+
+def _clip_names(paths: Sequence[Path]) -> dict[str, str]:
+    """``clip_name`` for counts.csv: the file name, or the path as given where names repeat."""
+    names = [Path(p).name for p in paths]
+    return {str(p): (Path(p).name if names.count(Path(p).name) == 1 else str(p)) for p in paths}
+
+
+def _write_summary_outputs(out_dir: Path, run: CountRun, names: dict[str, str], config: Config, detector) -> None:
+    counts = {names[r.path]: len(r.events) for r in run.results}
+    write_counts_csv(out_dir / "counts.csv", counts)
+    write_events_csv(out_dir / "events.csv", [(r.path, e) for r in sorted(run.results, key=lambda r: r.path)
+                                               for e in r.events])
+    atomic_write_csv(out_dir / "errors.csv", ("file", "reason"), run.failures)
+    if counts:
+        from .plots import counts_bar
+
+        ordered = sorted(counts)
+        save_figure(counts_bar(ordered, {"calls": [counts[n] for n in ordered]},
+                               f"Capuchinbird calls per recording ({detector.kind})"), out_dir / "counts.png")
+    atomic_write_json(out_dir / "summary.json", {
+        "files": len(run.results) + len(run.failures),
+        "counted": len(run.results),
+        "resumed": sum(r.resumed for r in run.results),
+        "failed": len(run.failures),
+        "total_calls": sum(counts.values()),
+        "audio_seconds_processed": round(run.audio_s, 2),
+        "wall_seconds": round(run.wall_s, 2),
+        "realtime_factor": round(run.realtime_factor, 1) if run.audio_s else None,
+        "model": {"kind": detector.kind, "threshold": detector.threshold, "fingerprint": detector.fingerprint(),
+                  "backbone": getattr(detector, "meta", {}).get("backbone")},
+        "event_params": event_params(config, detector.threshold).__dict__,
+        "config": config.to_dict(),
+    })
+    config.save(out_dir / "config.toml")
+
+
+def _save_state(path: Path, result: FileCount, run_id: str) -> None:
+    atomic_write_json(path, {
+        "run_id": run_id, "path": result.path, "sha256": result.sha256, "duration_s": result.duration_s,
+        "seconds": result.seconds, "events": [e.as_dict() for e in result.events],
+    })
+
+
+def _load_state(path: Path, sha: str, run_id: str) -> FileCount | None:
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if data.get("sha256") != sha or data.get("run_id") != run_id:
+        return None
+    events = [Event(**e) for e in data["events"]]
+    return FileCount(data["path"], sha, data["duration_s"], events, data.get("seconds", 0.0), resumed=True)

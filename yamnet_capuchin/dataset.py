@@ -1,0 +1,166 @@
+"""The Kaggle "Z by HP Unlocked Challenge 3" layout, source-grouped splits and manifests.
+
+Clips cut from one recording are near-duplicates, so splits are made by *source*
+(``XC<id>-<k>`` -> ``XC<id>``; ``<name>-<k>`` -> ``<name>``), never by clip.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import YamcapError
+from .fileio import AUDIO_EXTENSIONS, atomic_write_csv
+
+POSITIVE_DIR = "Parsed_Capuchinbird_Clips"
+NEGATIVE_DIR = "Parsed_Not_Capuchinbird_Clips"
+FOREST_DIRS = ("Forest Recordings", "Forest_Recordings")
+SPLITS = ("train", "val", "test")
+MANIFEST_COLUMNS = ("path", "label", "source", "split", "start_s", "end_s")
+
+_CLIP_INDEX = re.compile(r"^(?P<source>.+?)-\d+$")
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    label: int  # 1 = Capuchinbird call, 0 = anything else
+    source: str  # recording the clip was cut from
+    split: str = ""
+    start_s: float = 0.0  # a segment of a longer file when end_s > 0 (call-free backgrounds)
+    end_s: float = 0.0
+
+    @property
+    def is_segment(self) -> bool:
+        return self.end_s > 0
+
+    def with_split(self, split: str) -> "Clip":
+        return Clip(self.path, self.label, self.source, split, self.start_s, self.end_s)
+
+
+def source_of(path: str | Path) -> str:
+    """Source recording of a clip: the file stem without its trailing ``-<k>``."""
+    stem = Path(path).stem
+    match = _CLIP_INDEX.match(stem)
+    return match.group("source") if match else stem
+
+
+def find_forest_dir(data_dir: str | Path) -> Path | None:
+    for name in FOREST_DIRS:
+        candidate = Path(data_dir) / name
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def discover_clips(data_dir: str | Path) -> list[Clip]:
+    """All labelled clips of a Kaggle-layout folder, any audio extension, sorted by path."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise YamcapError(f"{data_dir}: data folder not found")
+    clips: list[Clip] = []
+    for folder, label in ((POSITIVE_DIR, 1), (NEGATIVE_DIR, 0)):
+        sub = data_dir / folder
+        if not sub.is_dir():
+            raise YamcapError(f"{data_dir}: expected a sub-folder '{folder}' (Kaggle layout)")
+        for path in sorted(sub.iterdir()):
+            if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in AUDIO_EXTENSIONS:
+                clips.append(Clip(path, label, source_of(path)))
+    if not any(c.label == 1 for c in clips) or not any(c.label == 0 for c in clips):
+        raise YamcapError(f"{data_dir}: need clips of both classes, found {len(clips)} in all")
+    return clips
+
+
+def background_clips(data_dir: str | Path, stems: list[str], clip_s: float = 3.0,
+                     echo=None) -> list[Clip]:
+    """Negative segments of ``clip_s`` seconds cut from call-free forest recordings.
+
+    ``stems`` name recordings in the forest folder (``recording_01``); missing ones are
+    reported through ``echo`` and skipped. Each recording is its own source.
+    """
+    from .audio import audio_info
+
+    forest = find_forest_dir(data_dir)
+    clips: list[Clip] = []
+    for stem in stems:
+        matches = sorted(forest.glob(f"{stem}.*")) if forest else []
+        matches = [m for m in matches if m.suffix.lower() in AUDIO_EXTENSIONS]
+        if not matches:
+            if echo:
+                echo(f"background recording '{stem}' not found in {forest or data_dir}; skipped")
+            continue
+        info = audio_info(matches[0])
+        n = int(info.duration_s // clip_s)
+        clips.extend(Clip(matches[0], 0, f"background:{stem}", "", k * clip_s, (k + 1) * clip_s) for k in range(n))
+    return clips
+
+
+def split_by_source(
+    clips: list[Clip],
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+    seed: int = 0,
+) -> list[Clip]:
+    """Assign each clip a split, grouped by source and stratified by label.
+
+    For each stratum (label; background segments apart from clips) the sources are shuffled
+    (seeded) and cut by the fractions of *sources* (train, val, test); val and test get at
+    least one source of each stratum when there are three or more. Returns new clips, in the
+    input order.
+    """
+    fr = np.asarray(fractions, dtype=float)
+    if fr.shape != (3,) or (fr < 0).any() or fr.sum() <= 0:
+        raise YamcapError(f"invalid split fractions {fractions}")
+    fr = fr / fr.sum()
+    rng = np.random.default_rng(seed)
+    assignment: dict[str, str] = {}
+    strata = sorted({(c.label, c.is_segment) for c in clips})
+    for stratum in strata:
+        sources = sorted({c.source for c in clips if (c.label, c.is_segment) == stratum})
+        rng.shuffle(sources)
+        n = len(sources)
+        n_test = int(round(fr[2] * n))
+        n_val = int(round(fr[1] * n))
+        if n >= 3:
+            n_test = max(n_test, 1 if fr[2] > 0 else 0)
+            n_val = max(n_val, 1 if fr[1] > 0 else 0)
+        n_train = n - n_test - n_val
+        for i, src in enumerate(sources):
+            split = "train" if i < n_train else ("val" if i < n_train + n_val else "test")
+            if src in assignment and assignment[src] != split:
+                # one source name used for both labels: keep it in one split
+                continue
+            assignment[src] = split
+    return [c.with_split(assignment[c.source]) for c in clips]
+
+
+def write_manifest(clips: list[Clip], path: str | Path) -> None:
+    rows = [(str(c.path), c.label, c.source, c.split, c.start_s, c.end_s) for c in clips]
+    atomic_write_csv(path, MANIFEST_COLUMNS, rows)
+
+
+def read_manifest(path: str | Path) -> list[Clip]:
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or set(MANIFEST_COLUMNS[:4]) - set(reader.fieldnames):
+            raise YamcapError(f"{path}: not a manifest (need columns {', '.join(MANIFEST_COLUMNS)})")
+        return [Clip(Path(r["path"]), int(r["label"]), r["source"], r["split"],
+                     float(r.get("start_s") or 0), float(r.get("end_s") or 0)) for r in reader]
+
+
+def split_summary(clips: list[Clip]) -> dict[str, dict[str, int]]:
+    """Clips and sources per split and label, for reports."""
+    out: dict[str, dict[str, int]] = {}
+    for split in SPLITS:
+        part = [c for c in clips if c.split == split]
+        out[split] = {
+            "clips_pos": sum(c.label == 1 for c in part),
+            "clips_neg": sum(c.label == 0 for c in part),
+            "sources_pos": len({c.source for c in part if c.label == 1}),
+            "sources_neg": len({c.source for c in part if c.label == 0}),
+            "background_segments": sum(c.is_segment for c in part),
+        }
+    return out

@@ -1,0 +1,106 @@
+"""Clip files -> backbone frames, through the embedding cache (embed once, train many heads)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .audio import SAMPLE_RATE, load_audio
+from .augment import augment_clip
+from .backbones import Frames, YamnetBackbone
+from .cache import EmbeddingCache
+from .config import AugmentConfig
+from .fileio import file_sha256
+from .progress import progress_bar
+
+
+class ClipEmbedder:
+    """Embeds audio files with a backbone, caching frames by content + backbone + front end."""
+
+    def __init__(self, backbone: YamnetBackbone, cache: EmbeddingCache, audio_backend: str = "soundfile"):
+        self.backbone = backbone
+        self.cache = cache
+        self.audio_backend = audio_backend
+        self._identity = backbone.identity()
+        self._frontend = {"backend": audio_backend, "sample_rate": SAMPLE_RATE}
+        self._sha: dict[Path, str] = {}
+        self._waves: dict[Path, np.ndarray] = {}
+
+    def sha(self, path: Path) -> str:
+        if path not in self._sha:
+            self._sha[path] = file_sha256(path)
+        return self._sha[path]
+
+    def embed(self, path: str | Path) -> Frames:
+        path = Path(path)
+        key = self.cache.key(self.sha(path), self._identity, self._frontend)
+        frames = self.cache.get(key)
+        if frames is None:
+            frames = self.backbone.embed(load_audio(path, self.audio_backend))
+            self.cache.put(key, frames)
+        return frames
+
+    def embed_clip(self, clip) -> Frames:
+        """Frames of a :class:`~yamnet_capuchin.dataset.Clip`: the whole file, or the frames
+        lying wholly inside a segment's [start_s, end_s]."""
+        frames = self.embed(clip.path)
+        if not clip.is_segment:
+            return frames
+        window_s = self.backbone.window_samples / SAMPLE_RATE
+        keep = (frames.start_s >= clip.start_s - 1e-6) & (frames.start_s + window_s <= clip.end_s + 1e-6)
+        if not keep.any():  # a segment shorter than one window: take the frame at its start
+            keep = np.zeros(len(frames), bool)
+            keep[min(int(clip.start_s / (self.backbone.hop_samples / SAMPLE_RATE)), len(frames) - 1)] = True
+        return Frames(frames.start_s[keep] - clip.start_s, frames.embeddings[keep], frames.class_scores[keep])
+
+    def load(self, path: Path) -> np.ndarray:
+        """A decoded 16 kHz waveform, kept in memory (noise sources are reused many times)."""
+        if path not in self._waves:
+            self._waves[path] = load_audio(path, self.audio_backend)
+        return self._waves[path]
+
+    def embed_augmented(self, path: Path, noise_path: Path | None, params: dict, aug: AugmentConfig) -> Frames:
+        """Frames of an augmented copy; ``params`` (seeded draws) fully determine the copy."""
+        variant = json.dumps({
+            "aug": [aug.snr_db_min, aug.snr_db_max, aug.gain_db, aug.max_shift_s],
+            "params": params, "noise": self.sha(noise_path) if noise_path else "",
+        }, sort_keys=True)
+        key = self.cache.key(self.sha(path), self._identity, self._frontend, variant)
+        frames = self.cache.get(key)
+        if frames is None:
+            clip = load_audio(path, self.audio_backend)
+            noise = self.load(noise_path) if noise_path else None
+            rng = np.random.default_rng(params["seed"])
+            wave, _ = augment_clip(
+                clip, noise, rng, (aug.snr_db_min, aug.snr_db_max), aug.gain_db,
+                int(aug.max_shift_s * SAMPLE_RATE),
+            )
+            frames = self.backbone.embed(wave)
+            self.cache.put(key, frames)
+        return frames
+
+    def embed_many(self, clips: Sequence, description: str = "Embedding", progress: bool = True):
+        """Frames per clip, and a list of (path, error message) for files that failed."""
+        from .errors import AudioError
+
+        out: list[Frames | None] = []
+        failures: list[tuple[Path, str]] = []
+        with progress_bar(progress) as bar:
+            task = bar.add_task(description, total=len(clips)) if bar else None
+            failed: dict[Path, str] = {}
+            for clip in clips:
+                try:
+                    if clip.path in failed:
+                        raise AudioError(clip.path, failed[clip.path])
+                    out.append(self.embed_clip(clip))
+                except AudioError as exc:
+                    out.append(None)
+                    if clip.path not in failed:
+                        failures.append((Path(clip.path), exc.reason))
+                    failed[clip.path] = exc.reason
+                if bar:
+                    bar.advance(task)
+        return out, failures

@@ -1,0 +1,192 @@
+"""A small trainable head on frozen frame embeddings (scikit-learn style: fit / predict / save / load).
+
+Per frame: Dense(hidden, ReLU) -> Dropout -> Dense(1, sigmoid) gives a frame score in [0, 1].
+Per clip: frame scores are pooled (``mean``, ``max`` or ``attention``) into a clip score; the
+head is trained with clip labels on that pooled score (binary cross-entropy, classes
+weighted by inverse frequency, early stopping on validation loss).
+
+Keras is used only to fit; inference runs in NumPy on the learned weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ModelError
+from .fileio import atomic_path
+
+POOLINGS = ("mean", "max", "attention")
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # stable for large |x|
+
+
+def pad_bags(bags: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Stack variable-length (F_i, D) arrays into (N, F_max, D) plus a (N, F_max) 0/1 mask."""
+    n, dim = len(bags), bags[0].shape[1]
+    longest = max(b.shape[0] for b in bags)
+    x = np.zeros((n, longest, dim), np.float32)
+    mask = np.zeros((n, longest), np.float32)
+    for i, bag in enumerate(bags):
+        x[i, : bag.shape[0]] = bag
+        mask[i, : bag.shape[0]] = 1.0
+    return x, mask
+
+
+class FrameHead:
+    """Frame classifier + pooling on embeddings of shape (F, D).
+
+    Parameters are set in the constructor; learned state (``weights_``, ``history_``) in
+    attributes after :meth:`fit`.
+    """
+
+    def __init__(
+        self,
+        hidden_units: int = 512,
+        dropout: float = 0.3,
+        pooling: str = "mean",
+        learning_rate: float = 1e-3,
+        batch_size: int = 32,
+        max_epochs: int = 200,
+        patience: int = 15,
+        balance_classes: bool = True,
+        seed: int = 0,
+    ):
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got '{pooling}'")
+        self.hidden_units = hidden_units
+        self.dropout = dropout
+        self.pooling = pooling
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.balance_classes = balance_classes
+        self.seed = seed
+        self.weights_: dict[str, np.ndarray] | None = None
+        self.history_: dict[str, list[float]] = {}
+
+    # -- training -----------------------------------------------------------------------
+    def fit(self, bags, labels, val_bags, val_labels) -> "FrameHead":
+        """Train on clips given as lists of (F_i, D) frame embeddings with 0/1 labels."""
+        from .backbones import import_tensorflow
+
+        import_tensorflow()
+        import keras
+
+        keras.utils.set_random_seed(self.seed)
+        net = self._build(bags[0].shape[1])
+        x, m = pad_bags(bags)
+        vx, vm = pad_bags(val_bags)
+        y = np.asarray(labels, np.float32)[:, None]
+        vy = np.asarray(val_labels, np.float32)[:, None]
+        weights = np.ones(len(y), np.float32)
+        if self.balance_classes and 0 < y.sum() < len(y):
+            pos = float(y.sum())
+            weights = np.where(y[:, 0] == 1, len(y) / (2 * pos), len(y) / (2 * (len(y) - pos))).astype(np.float32)
+        net.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="binary_crossentropy")
+        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience, restore_best_weights=True)
+        hist = net.fit(
+            [x, m], y, sample_weight=weights, validation_data=([vx, vm], vy),
+            batch_size=self.batch_size, epochs=self.max_epochs, callbacks=[stop], verbose=0, shuffle=True,
+        )
+        self.history_ = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+        self.weights_ = {
+            "w1": net.hidden.kernel.numpy(), "b1": net.hidden.bias.numpy(),
+            "w2": net.out.kernel.numpy()[:, 0], "b2": net.out.bias.numpy(),
+        }
+        if net.att is not None:
+            self.weights_["wa"] = net.att.kernel.numpy()[:, 0]
+            self.weights_["ba"] = net.att.bias.numpy()
+        return self
+
+    def _build(self, dim: int):
+        import keras
+        from keras import layers, ops
+
+        pooling = self.pooling
+
+        class HeadNet(keras.Model):
+            def __init__(self, hidden, dropout):
+                super().__init__()
+                self.hidden = layers.Dense(hidden, activation="relu")
+                self.drop = layers.Dropout(dropout)
+                self.out = layers.Dense(1)
+                self.att = layers.Dense(1) if pooling == "attention" else None
+
+            def call(self, inputs, training=False):
+                x, mask = inputs
+                h = self.drop(self.hidden(x), training=training)
+                p = ops.sigmoid(ops.squeeze(self.out(h), -1))
+                if pooling == "mean":
+                    clip = ops.sum(p * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)
+                elif pooling == "max":
+                    clip = ops.max(p * mask, axis=1)
+                else:
+                    a = ops.squeeze(self.att(h), -1)
+                    a = ops.where(mask > 0, a, -1e9)
+                    clip = ops.sum(ops.softmax(a, axis=1) * p, axis=1)
+                return ops.expand_dims(clip, -1)
+
+        net = HeadNet(self.hidden_units, self.dropout)
+        net([np.zeros((1, 2, dim), np.float32), np.ones((1, 2), np.float32)])
+        return net
+
+    # -- inference ----------------------------------------------------------------------
+    def _check_fitted(self) -> dict[str, np.ndarray]:
+        if self.weights_ is None:
+            raise ModelError("head is not trained: call fit() or load() first")
+        return self.weights_
+
+    def frame_scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """(F, D) embeddings -> (F,) frame scores in [0, 1]."""
+        w = self._check_fitted()
+        h = np.maximum(embeddings @ w["w1"] + w["b1"], 0.0)
+        return _sigmoid(h @ w["w2"] + w["b2"]).astype(np.float32)
+
+    def clip_score(self, embeddings: np.ndarray) -> float:
+        """(F, D) embeddings of one clip -> pooled clip score in [0, 1]."""
+        w = self._check_fitted()
+        h = np.maximum(embeddings @ w["w1"] + w["b1"], 0.0)
+        p = _sigmoid(h @ w["w2"] + w["b2"])
+        if self.pooling == "mean":
+            return float(p.mean())
+        if self.pooling == "max":
+            return float(p.max())
+        a = h @ w["wa"] + w["ba"]
+        a = np.exp(a - a.max())
+        return float(np.sum(a / a.sum() * p))
+
+    def predict(self, bags: Sequence[np.ndarray]) -> np.ndarray:
+        """Clip scores for a list of (F_i, D) arrays, shape (N,)."""
+        return np.array([self.clip_score(b) for b in bags], dtype=np.float32)
+
+    # -- persistence --------------------------------------------------------------------
+    def get_params(self) -> dict:
+        return {k: getattr(self, k) for k in (
+            "hidden_units", "dropout", "pooling", "learning_rate", "batch_size",
+            "max_epochs", "patience", "balance_classes", "seed")}
+
+    def save(self, path: str | Path) -> None:
+        """Weights to one ``.npz`` (written atomically)."""
+        w = self._check_fitted()
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **w)
+
+    @classmethod
+    def load(cls, path: str | Path, **params) -> "FrameHead":
+        head = cls(**params)
+        try:
+            with np.load(path) as data:
+                head.weights_ = {k: data[k] for k in data.files}
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{path}: cannot read head weights ({exc})") from None
+        missing = {"w1", "b1", "w2", "b2"} - set(head.weights_)
+        if missing or (head.pooling == "attention" and "wa" not in head.weights_):
+            raise ModelError(f"{path}: head weights incomplete (missing {sorted(missing) or ['wa']})")
+        return head

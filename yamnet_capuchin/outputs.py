@@ -1,0 +1,74 @@
+"""Writers for counting results: challenge CSV, events CSV, Raven selection tables, Audacity labels.
+
+All writes are atomic (see :mod:`yamnet_capuchin.fileio`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from .events import Event
+from .fileio import atomic_write_csv, atomic_write_text
+
+RAVEN_COLUMNS = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)",
+                 "Low Freq (Hz)", "High Freq (Hz)", "Score")
+COUNTS_COLUMNS = ("clip_name", "call_count")
+EVENTS_COLUMNS = ("file", "start_s", "end_s", "score")
+# Events are not localised in frequency: selections span the band the models analyse.
+LOW_FREQ_HZ = 0.0
+HIGH_FREQ_HZ = 8000.0
+
+
+def write_counts_csv(path: str | Path, counts: Mapping[str, int]) -> None:
+    """The challenge's submission format: ``clip_name,call_count``, sorted by name."""
+    atomic_write_csv(path, COUNTS_COLUMNS, [(name, counts[name]) for name in sorted(counts)])
+
+
+def write_events_csv(path: str | Path, events: Iterable[tuple[str, Event]]) -> None:
+    rows = [(f, f"{e.start_s:.3f}", f"{e.end_s:.3f}", f"{e.peak_score:.4f}") for f, e in events]
+    atomic_write_csv(path, EVENTS_COLUMNS, rows)
+
+
+def raven_table(events: Sequence[Event]) -> str:
+    """A Raven Pro selection table (tab-separated, one row per event)."""
+    lines = ["\t".join(RAVEN_COLUMNS)]
+    for i, e in enumerate(events, 1):
+        lines.append("\t".join([
+            str(i), "Spectrogram 1", "1", f"{e.start_s:.6f}", f"{e.end_s:.6f}",
+            f"{LOW_FREQ_HZ:.1f}", f"{HIGH_FREQ_HZ:.1f}", f"{e.peak_score:.4f}",
+        ]))
+    return "\n".join(lines) + "\n"
+
+
+def write_raven_table(path: str | Path, events: Sequence[Event]) -> None:
+    atomic_write_text(path, raven_table(events))
+
+
+def audacity_labels(events: Sequence[Event], label: str = "capuchinbird") -> str:
+    """Audacity label track: ``start<TAB>end<TAB>label`` per line."""
+    return "".join(f"{e.start_s:.6f}\t{e.end_s:.6f}\t{label} {e.peak_score:.2f}\n" for e in events)
+
+
+def write_audacity_labels(path: str | Path, events: Sequence[Event]) -> None:
+    atomic_write_text(path, audacity_labels(events))
+
+
+def read_raven_table(path: str | Path) -> list[tuple[float, float]]:
+    """(begin, end) seconds of each selection in a Raven table (any extra columns ignored)."""
+    import csv
+
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh, delimiter="\t")
+        rows = list(reader)
+    if rows and ("Begin Time (s)" not in rows[0] or "End Time (s)" not in rows[0]):
+        raise ValueError(f"{path}: not a Raven selection table (no 'Begin Time (s)'/'End Time (s)')")
+    # Raven lists a selection once per view (waveform + spectrogram): keep one per Selection id.
+    seen, out = set(), []
+    for r in rows:
+        key = r.get("Selection", len(out))
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append((float(r["Begin Time (s)"]), float(r["End Time (s)"])))
+    return sorted(out)

@@ -1,0 +1,101 @@
+"""Figures (matplotlib, Agg backend): training curves, ROC/PR curves, counts per file."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def training_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], title: str = "Training"):
+    """Loss per epoch (train solid, validation dashed) for each named run."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (name, hist) in enumerate(histories.items()):
+        color = f"C{i}"
+        if "loss" in hist:
+            ax.plot(np.arange(1, len(hist["loss"]) + 1), hist["loss"], color=color, label=f"{name} train")
+        if "val_loss" in hist:
+            ax.plot(np.arange(1, len(hist["val_loss"]) + 1), hist["val_loss"], "--", color=color, label=f"{name} val")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("binary cross-entropy")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def roc_pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]]):
+    """ROC and precision-recall curves for each named (labels, scores) pair."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, (y, s) in curves.items():
+        fpr, tpr, _ = roc_curve(y, s)
+        ax1.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, s):.3f})")
+        prec, rec, _ = precision_recall_curve(y, s)
+        ax2.plot(rec, prec, label=f"{name} (AP {average_precision_score(y, s):.3f})")
+    ax1.plot([0, 1], [0, 1], ":", color="grey")
+    ax1.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test clips)")
+    ax2.set(xlabel="recall", ylabel="precision", title="Precision-recall (test clips)")
+    for ax in (ax1, ax2):
+        ax.legend(fontsize=8, loc="lower right" if ax is ax1 else "lower left")
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def counts_bar(names: Sequence[str], counts: Mapping[str, Sequence[int]], title: str = "Calls per recording"):
+    """Bar chart of counts per file; several series side by side."""
+    plt = _plt()
+    n = len(names)
+    fig, ax = plt.subplots(figsize=(max(6, 0.28 * n + 2), 4))
+    width = 0.8 / max(1, len(counts))
+    x = np.arange(n)
+    for i, (label, values) in enumerate(counts.items()):
+        ax.bar(x + i * width - 0.4 + width / 2, values, width, label=label)
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=90, fontsize=7)
+    ax.set_ylabel("calls")
+    ax.set_title(title)
+    if len(counts) > 1:
+        ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def detection_plot(path, frame_scores, events, audio_backend: str, window_s: float, hop_s: float, threshold=None):
+    """Spectrogram, frame-score curve and detected events of one file (loads the whole file)."""
+    from scipy.signal import spectrogram
+
+    from .audio import SAMPLE_RATE, load_audio
+
+    plt = _plt()
+    wave = load_audio(path, audio_backend)
+    f, t, sxx = spectrogram(wave, fs=SAMPLE_RATE, nperseg=512, noverlap=256)
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 5), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    ax1.pcolormesh(t, f, 10 * np.log10(sxx + 1e-10), shading="auto", cmap="magma")
+    ax1.set_ylim(0, 4000)
+    ax1.set_ylabel("Hz")
+    ax1.set_title(f"{path} -- {len(events)} call(s)")
+    centres = frame_scores.start_s + window_s / 2
+    ax2.plot(centres, frame_scores.scores, color="C0", lw=1)
+    for e in events:
+        for ax in (ax1, ax2):
+            ax.axvspan(e.start_s, e.end_s, color="C2", alpha=0.3)
+    if threshold is not None:
+        ax2.axhline(threshold, color="C3", ls="--", lw=1)
+    ax2.set_ylim(-0.02, 1.02)
+    ax2.set_ylabel("score")
+    ax2.set_xlabel("time (s)")
+    return fig

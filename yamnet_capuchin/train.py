@@ -1,0 +1,150 @@
+"""Training pipeline: data folder -> split -> frames (cached) -> heads -> model directory."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .backbones import YamnetBackbone
+from .cache import EmbeddingCache
+from .config import Config
+from .dataset import Clip, background_clips, discover_clips, split_by_source, split_summary, write_manifest
+from .errors import YamcapError
+from .features import ClipEmbedder
+from .fileio import atomic_write_json, file_sha256, save_figure
+from .head import POOLINGS, FrameHead
+from .metrics import best_f1_threshold, classification_metrics
+from .model import YamnetDetector, staging_dir
+from .progress import progress_bar
+
+
+def prepare_split(data_dir: str | Path, config: Config, echo: Callable[[str], None] = print) -> list[Clip]:
+    """Clips of ``data_dir`` plus call-free background segments, split by source."""
+    s = config.split
+    clips = discover_clips(data_dir)
+    clips += background_clips(data_dir, list(config.data.backgrounds), config.data.background_clip_s, echo)
+    return split_by_source(clips, (s.train_fraction, s.val_fraction, s.test_fraction), config.seed)
+
+
+def train_yamnet(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    config: Config,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict:
+    """Train a YAMNet head on a Kaggle-layout folder; write the model directory ``out_dir``.
+
+    Returns the metrics dictionary also written to ``out_dir/metrics.json``.
+    """
+    t_start = time.perf_counter()
+    clips = prepare_split(data_dir, config, echo)
+    backbone = YamnetBackbone(config.backbone.handle or None, config.backbone.runtime).load()
+    config.backbone.handle, config.backbone.runtime = backbone.handle, backbone.runtime
+    cache = EmbeddingCache(config.cache_dir or None)
+    embedder = ClipEmbedder(backbone, cache, config.audio.backend)
+
+    t0 = time.perf_counter()
+    frames, failures = embedder.embed_many(clips, "Embedding clips", progress)
+    for path, reason in failures:
+        echo(f"skipped {path}: {reason}")
+    kept = [(c, f) for c, f in zip(clips, frames) if f is not None]
+    t_embed = time.perf_counter() - t0
+
+    def part(split: str):
+        sel = [(c, f) for c, f in kept if c.split == split]
+        return [f.embeddings for _, f in sel], np.array([c.label for c, _ in sel])
+
+    train_x, train_y = part("train")
+    val_x, val_y = part("val")
+    test_x, test_y = part("test")
+    for name, y in (("train", train_y), ("val", val_y), ("test", test_y)):
+        if y.size == 0 or y.min() == y.max():
+            raise YamcapError(f"the {name} split needs clips of both classes (has {y.size}); check the data")
+
+    t0 = time.perf_counter()
+    n_augmented = 0
+    if config.augment.enabled:
+        aug_x, aug_y = _augmented(kept, embedder, config, progress)
+        train_x, train_y = train_x + aug_x, np.concatenate([train_y, aug_y])
+        n_augmented = len(aug_x)
+    t_augment = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    poolings = POOLINGS if config.head.pooling == "auto" else (config.head.pooling,)
+    candidates = {}
+    for pooling in poolings:
+        params = {k: v for k, v in vars(config.head).items() if k != "pooling"}
+        head = FrameHead(pooling=pooling, seed=config.seed, **params).fit(train_x, train_y, val_x, val_y)
+        val_scores = head.predict(val_x)
+        m = classification_metrics(val_y, val_scores, best_f1_threshold(val_y, val_scores))
+        m["val_loss"] = float(min(head.history_["val_loss"]))
+        m["epochs"] = len(head.history_["val_loss"])
+        candidates[pooling] = (head, val_scores, m)
+        echo(f"  pooling {pooling:9s}  val PR-AUC {m['pr_auc']:.4f}  ROC-AUC {m['roc_auc']:.4f}  "
+             f"F1 {m['f1']:.4f}  loss {m['val_loss']:.4f}  ({m['epochs']} epochs)")
+    best = max(candidates, key=lambda p: (candidates[p][2]["pr_auc"], -candidates[p][2]["val_loss"]))
+    head, val_scores, _ = candidates[best]
+    threshold = best_f1_threshold(val_y, val_scores)
+    t_head = time.perf_counter() - t0
+
+    test_scores = head.predict(test_x)
+    test_metrics = classification_metrics(test_y, test_scores, threshold)
+    val_metrics = classification_metrics(val_y, val_scores, threshold)
+
+    metrics = {
+        "backbone": "yamnet",
+        "test": test_metrics,
+        "val": val_metrics,
+        "pooling": best,
+        "pooling_selection": {p: c[2] for p, c in candidates.items()},
+        "threshold": threshold,
+        "split": split_summary([c for c, _ in kept]),
+        "failures": [{"path": str(p), "reason": r} for p, r in failures],
+        "augmentation": {"enabled": config.augment.enabled, "train_copies_added": n_augmented},
+        "timing_s": {
+            "embed": round(t_embed, 2), "augment": round(t_augment, 2), "heads": round(t_head, 2),
+            "total": round(time.perf_counter() - t_start, 2),
+        },
+        "cache": {"hits": cache.hits, "misses": cache.misses, "dir": str(cache.root)},
+    }
+    manifest_rows = [c for c, _ in kept]
+    with staging_dir(out_dir) as tmp:
+        write_manifest(manifest_rows, tmp / "manifest.csv")
+        detector = YamnetDetector(head, threshold, config, {
+            "backbone": backbone.identity(),
+            "manifest_sha256": file_sha256(tmp / "manifest.csv"),
+        }, backbone)
+        detector.save(tmp)
+        atomic_write_json(tmp / "metrics.json", metrics)
+        from .plots import training_curves
+
+        save_figure(training_curves({p: c[0].history_ for p, c in candidates.items()},
+                                    f"YAMNet head (selected: {best} pooling)"), tmp / "training_curve.png")
+    return metrics
+
+
+def _augmented(kept, embedder: ClipEmbedder, config: Config, progress: bool):
+    """Augmented copies of the training clips, each mixed into a random negative training
+    clip or call-free training background recording."""
+    aug = config.augment
+    train = [(c, f) for c, f in kept if c.split == "train" and not c.is_segment]
+    noise_pool = sorted({c.path for c, _ in kept if c.split == "train" and c.label == 0})
+    xs, ys = [], []
+    with progress_bar(progress) as bar:
+        task = bar.add_task("Augmenting", total=len(train) * aug.copies) if bar else None
+        for i, (clip, _) in enumerate(train):
+            for copy in range(aug.copies):
+                rng = np.random.default_rng([config.seed, i, copy])
+                candidates = [p for p in noise_pool if p != clip.path]
+                noise = candidates[int(rng.integers(len(candidates)))] if candidates else None
+                params = {"seed": int(rng.integers(2**31))}
+                frames = embedder.embed_augmented(clip.path, noise, params, aug)
+                xs.append(frames.embeddings)
+                ys.append(clip.label)
+                if bar:
+                    bar.advance(task)
+    return xs, np.array(ys)
