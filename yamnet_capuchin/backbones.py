@@ -51,6 +51,11 @@ class Frames:
         return int(self.start_s.shape[0])
 
 
+def frame_times(n_frames: int, hop_samples: int, sample_rate: int = 16000) -> np.ndarray:
+    """Start times (s) of ``n_frames`` frames ``hop_samples`` apart: ``i * hop / rate``."""
+    return np.arange(n_frames, dtype=np.float64) * hop_samples / sample_rate
+
+
 def yamnet_frame_count(n_samples: int) -> int:
     """Frames YAMNet returns for ``n_samples`` samples at 16 kHz."""
     if n_samples <= YAMNET_WINDOW:
@@ -225,7 +230,7 @@ class YamnetBackbone:
             out = self._model(wave)
             scores, emb = np.asarray(out[0]), np.asarray(out[1])
         n = emb.shape[0]
-        start = np.arange(n, dtype=np.float64) * (YAMNET_HOP / 16000.0)
+        start = frame_times(n, YAMNET_HOP)
         return Frames(start, emb.astype(np.float32, copy=False), scores.astype(np.float32, copy=False))
 
     def _embed_tflite(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import SAMPLE_RATE, iter_blocks
+from .backbones import frame_times
 
 
 @dataclass
@@ -51,7 +52,6 @@ def stream_frame_scores(detector, path: str | Path, block_seconds: float = 120.0
         starts.append(np.asarray(t[:expected], dtype=np.float64) + block.start / SAMPLE_RATE)
         scores.append(np.asarray(s[:expected], dtype=np.float32))
         emitted += min(expected, len(s))
-    start_s = np.concatenate(starts) if starts else np.zeros(0)
-    # Frame i starts at exactly i * hop: recompute to avoid float drift over many blocks.
-    start_s = np.arange(start_s.size, dtype=np.float64) * hop / SAMPLE_RATE
+    # Frame i starts at i * hop: computed once for the file, so no float drift across blocks.
+    start_s = frame_times(sum(s.size for s in starts), hop, SAMPLE_RATE)
     return FrameScores(start_s, np.concatenate(scores) if scores else np.zeros(0, np.float32), total / SAMPLE_RATE)

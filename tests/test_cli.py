@@ -1,0 +1,114 @@
+"""End to end through the CLI, with the tiny YAMNet stand-in and synthetic data."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from synth import call, soundscape, write
+from yamnet_capuchin.cli import app
+
+FAST = ["--set", "head.hidden_units=32", "--set", "head.max_epochs=40", "--set", "augment.copies=1", "-q"]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_yamnet, tiny_data, tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("YAMCAP_YAMNET", str(tiny_yamnet))
+    mp.setenv("YAMCAP_CACHE", str(tmp_path_factory.mktemp("cache")))
+    out = tmp_path_factory.mktemp("runs") / "y"
+    result = CliRunner().invoke(app, ["train", "--backbone", "yamnet", "--data", str(tiny_data), "--out", str(out), *FAST])
+    yield out, result
+    mp.undo()
+
+
+def test_train_writes_a_complete_model_dir(trained):
+    out, result = trained
+    assert result.exit_code == 0, result.output
+    assert "ROC-AUC" in result.output
+    for name in ("model.json", "head.npz", "config.toml", "metrics.json", "manifest.csv", "training_curve.png"):
+        assert (out / name).is_file(), name
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["kind"] == "yamnet" and meta["backbone"]["runtime"] == "savedmodel"
+    assert meta["audio_backend"] == "soundfile" and 0 < meta["threshold"] < 1
+    assert len(meta["manifest_sha256"]) == 64
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["roc_auc"] > 0.9  # synthetic calls are easy
+    assert not any(p.name.endswith(".part") for p in out.parent.iterdir())
+
+
+def test_predict_scores_good_files_and_reports_bad_ones(trained, tmp_path, monkeypatch, tiny_yamnet):
+    out, _ = trained
+    monkeypatch.setenv("YAMCAP_YAMNET", str(tiny_yamnet))
+    d = tmp_path / "clips"
+    write(d / "call.wav", call(2.5))
+    write(d / "sub" / "call2.flac", call(3.0), sr=44100 // 2)
+    mp3 = write(tmp_path / "long.mp3", call(3.0, sr=48000), sr=48000)
+    (d / "truncated.mp3").write_bytes(mp3.read_bytes()[:2000])
+    (d / "empty.wav").write_bytes(b"")
+    (d / "text.wav").write_text("not audio at all\n" * 10)
+    write(d / "zero.wav", np.zeros(0, np.float32))
+    scores = tmp_path / "scores.csv"
+    result = CliRunner().invoke(app, ["predict", "--model", str(out), str(d), "--out", str(scores), "-q"])
+    assert result.exit_code == 1
+    for name in ("truncated.mp3", "empty.wav", "text.wav", "zero.wav"):
+        assert f"{name}:" in result.output
+    rows = list(csv.DictReader(open(scores)))
+    assert {r["path"].split("/")[-1] for r in rows} == {"call.wav", "call2.flac"}
+    assert all(r["label"] == "1" for r in rows)
+
+
+def test_predict_leaves_no_file_when_nothing_scores(trained, tmp_path, monkeypatch, tiny_yamnet):
+    out, _ = trained
+    monkeypatch.setenv("YAMCAP_YAMNET", str(tiny_yamnet))
+    (tmp_path / "bad.wav").write_text("nope")
+    result = CliRunner().invoke(app, ["predict", "-m", str(out), str(tmp_path / "bad.wav"), "-o", str(tmp_path / "s.csv")])
+    assert result.exit_code == 1 and not (tmp_path / "s.csv").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.wav"]
+
+
+def test_count_outputs_resume_and_failures(trained, tmp_path, monkeypatch, tiny_yamnet):
+    out, _ = trained
+    monkeypatch.setenv("YAMCAP_YAMNET", str(tiny_yamnet))
+    rec = tmp_path / "rec"
+    write(rec / "a.flac", soundscape(60.0, [5.0, 20.0, 40.0]))
+    write(rec / "b.wav", soundscape(30.0, []))
+    (rec / "broken.wav").write_text("garbage")
+    res_dir = tmp_path / "out"
+    args = ["count", "--model", str(out), str(rec), "--out", str(res_dir), "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    counts = dict(csv.reader(open(res_dir / "counts.csv")))
+    assert counts.pop("clip_name") == "call_count"
+    assert counts == {"a.flac": "3", "b.wav": "0"}
+    errors = list(csv.DictReader(open(res_dir / "errors.csv")))
+    assert [e["file"].split("/")[-1] for e in errors] == ["broken.wav"]
+    events = list(csv.DictReader(open(res_dir / "events.csv")))
+    assert len(events) == 3
+    starts = sorted(float(e["start_s"]) for e in events)
+    assert np.allclose(starts, [5.0, 20.0, 40.0], atol=1.0)
+    raven = (res_dir / "raven" / "a.Table.1.selections.txt").read_text().splitlines()
+    assert raven[0].startswith("Selection\tView\tChannel\tBegin Time (s)") and len(raven) == 4
+    assert (res_dir / "audacity" / "a.txt").read_text().count("\n") == 3
+    assert (res_dir / "counts.png").stat().st_size > 0
+    assert "total calls: 3" in result.output
+    again = CliRunner().invoke(app, args)
+    assert "resumed: 2" in again.output
+    summary = json.loads((res_dir / "summary.json").read_text())
+    assert summary["resumed"] == 2 and summary["failed"] == 1
+    # changing a counting parameter invalidates the resume state
+    third = CliRunner().invoke(app, args + ["--min-gap", "0.1"])
+    assert "resumed: 0" in third.output
+
+
+def test_help_teaches():
+    for cmd in ("train", "predict", "count"):
+        result = CliRunner().invoke(app, [cmd, "--help"])
+        assert result.exit_code == 0 and "Example" in result.output
+
+
+def test_errors_are_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["predict", "-m", str(tmp_path), str(tmp_path), "-o", str(tmp_path / "x.csv")])
+    assert result.exit_code == 2

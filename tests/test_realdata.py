@@ -1,0 +1,61 @@
+"""Tests on the real YAMNet and data in ../shared; skipped with a reason when absent."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from yamnet_capuchin.audio import load_audio
+from yamnet_capuchin.backbones import YamnetBackbone
+from yamnet_capuchin.dataset import find_forest_dir, read_manifest
+from yamnet_capuchin.model import DEFAULT_MODEL_DIR, load_model
+
+TFLITE = "yamnet.tflite"
+
+
+@pytest.fixture(scope="module")
+def forest_recording(real_data):
+    forest = find_forest_dir(real_data)
+    return sorted(forest.iterdir())[0]
+
+
+def test_real_yamnet_frames_of_a_forest_recording(real_yamnet, forest_recording):
+    wave = load_audio(forest_recording)
+    assert abs(wave.size / 16000 - 180) < 1
+    frames = YamnetBackbone(str(real_yamnet)).embed(wave)
+    assert len(frames) == 375 and frames.embeddings.shape == (375, 1024)
+
+
+def test_tflite_runtime_agrees_with_savedmodel(real_yamnet, forest_recording):
+    tflite = real_yamnet.parent / TFLITE
+    if not tflite.exists():
+        pytest.skip("no yamnet.tflite beside the SavedModel")
+    wave = load_audio(forest_recording)[: 16000 * 30]
+    a = YamnetBackbone(str(real_yamnet)).embed(wave).embeddings
+    b = YamnetBackbone(str(tflite)).embed(wave).embeddings
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert a.shape == b.shape and cos.mean() > 0.99 and cos.min() > 0.95
+
+
+def test_shipped_model_scores_test_split_clips(real_yamnet, real_data):
+    """The default model, on clips of its own test split (never seen in training)."""
+    model = load_model(None, yamnet=str(real_yamnet))
+    clips = [c for c in read_manifest(DEFAULT_MODEL_DIR / "manifest.csv") if c.split == "test" and not c.is_segment]
+    pos = [c for c in clips if c.label == 1][:8]
+    neg = [c for c in clips if c.label == 0][:: max(1, len(clips) // 16)][:8]
+    root = real_data
+    def score(c):
+        return model.clip_score(load_audio(root / c.path.parent.name / c.path.name))
+    pos_scores = [score(c) for c in pos]
+    neg_scores = [score(c) for c in neg]
+    assert np.median(pos_scores) > 0.9 and np.median(neg_scores) < 0.1
+
+
+def test_shipped_model_metrics_meet_the_floor():
+    metrics_path = DEFAULT_MODEL_DIR / "metrics.json"
+    import json
+
+    m = json.loads(metrics_path.read_text())
+    assert m["test"]["roc_auc"] >= 0.99
+    rows = list(csv.DictReader(open(DEFAULT_MODEL_DIR / "manifest.csv")))
+    assert {r["split"] for r in rows} == {"train", "val", "test"}

@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+from synth import soundscape, write
+from yamnet_capuchin.audio import load_audio
+from yamnet_capuchin.backbones import YamnetBackbone
+from yamnet_capuchin.config import Config
+from yamnet_capuchin.head import FrameHead
+from yamnet_capuchin.model import YamnetDetector
+from yamnet_capuchin.streaming import stream_frame_scores
+
+
+def random_head(dim=1024, hidden=16, seed=0):
+    rng = np.random.default_rng(seed)
+    head = FrameHead(hidden_units=hidden, pooling="max")
+    head.weights_ = {"w1": rng.standard_normal((dim, hidden)).astype(np.float32) * 0.05,
+                     "b1": np.zeros(hidden, np.float32),
+                     "w2": rng.standard_normal(hidden).astype(np.float32), "b2": np.zeros(1, np.float32)}
+    return head
+
+
+@pytest.fixture(scope="module")
+def detector(tiny_yamnet):
+    return YamnetDetector(random_head(), 0.5, Config(), {}, YamnetBackbone(str(tiny_yamnet)))
+
+
+@pytest.mark.parametrize("seconds", [61.3, 20.0, 0.5, 7.68 * 3 + 0.495])
+@pytest.mark.parametrize("block_seconds", [5.0, 7.7, 1000.0])
+def test_blockwise_equals_whole_file(detector, tmp_path, seconds, block_seconds):
+    path = write(tmp_path / "s.wav", soundscape(seconds, [1.0]) if seconds > 4 else soundscape(seconds, []))
+    whole_t, whole_s = detector.frame_scores(load_audio(path))
+    fs = stream_frame_scores(detector, path, block_seconds=block_seconds)
+    assert np.array_equal(fs.start_s, whole_t)
+    assert np.allclose(fs.scores, whole_s, rtol=0, atol=1e-6)
+    assert fs.duration_s == pytest.approx(seconds, abs=1e-3)
+
+
+def test_blockwise_equals_whole_file_real_yamnet(real_yamnet, tmp_path):
+    det = YamnetDetector(random_head(), 0.5, Config(), {}, YamnetBackbone(str(real_yamnet)))
+    path = write(tmp_path / "s.flac", soundscape(95.0, [10.0, 40.0, 70.0]))
+    whole_t, whole_s = det.frame_scores(load_audio(path))
+    fs = stream_frame_scores(det, path, block_seconds=30.0)
+    assert np.array_equal(fs.start_s, whole_t)
+    assert np.allclose(fs.scores, whole_s, rtol=0, atol=1e-5)
