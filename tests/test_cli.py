@@ -112,3 +112,31 @@ def test_help_teaches():
 def test_errors_are_one_line(tmp_path):
     result = CliRunner().invoke(app, ["predict", "-m", str(tmp_path), str(tmp_path), "-o", str(tmp_path / "x.csv")])
     assert result.exit_code == 2
+
+
+def test_synth_then_evaluate(trained, tiny_data, tmp_path, monkeypatch, tiny_yamnet):
+    out, _ = trained
+    monkeypatch.setenv("YAMCAP_YAMNET", str(tiny_yamnet))
+    listing = tmp_path / "bg.txt"
+    listing.write_text("recording_01\n")
+    sc = tmp_path / "sc"
+    r = CliRunner().invoke(app, ["synth", "--data", str(tiny_data), "--out", str(sc), "--n", "3", "--seed", "1",
+                                 "--duration", "20", "--calls-per-file", "1", "3", "--snr-range", "10", "20",
+                                 "--density", "sparse", "--background-list", str(listing), "-q"])
+    assert r.exit_code == 0, r.output
+    rep = tmp_path / "rep"
+    r = CliRunner().invoke(app, ["evaluate", str(sc), "--truth", str(sc / "truth.csv"), "--model", str(out),
+                                 "--out", str(rep), "-q"])
+    assert r.exit_code == 0, r.output
+    report = json.loads((rep / "report.json").read_text())
+    for key in ("event_precision", "event_recall", "event_f1", "count_mae", "count_rmse", "count_bias",
+                "count_exact_rate", "sweep", "best_f1_threshold_on_this_data"):
+        assert key in report
+    assert report["files"] == 3 and report["event_f1"] > 0.6
+    assert (rep / "report.md").read_text().startswith("# Event and count evaluation")
+    # the same truth read from the Raven tables synth wrote
+    r = CliRunner().invoke(app, ["evaluate", str(sc), "--truth", str(sc), "--model", str(out), "--out",
+                                 str(tmp_path / "rep2"), "-q"])
+    assert r.exit_code == 0, r.output
+    again = json.loads((tmp_path / "rep2" / "report.json").read_text())
+    assert again["event_f1"] == report["event_f1"] and again["true_total"] == report["true_total"]

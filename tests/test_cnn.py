@@ -55,3 +55,25 @@ def test_selected_length_default_is_mean_training_call_length(tiny_data):
     clips = split_by_source(discover_clips(tiny_data))
     expect = np.mean([audio_info(c.path).duration_s * 16000 for c in clips if c.split == "train" and c.label == 1])
     assert selected_length_from(clips) == int(round(expect / 1000) * 1000)
+
+
+def test_tiny_compare_end_to_end(tiny_data, tiny_yamnet, tmp_path, monkeypatch):
+    monkeypatch.setenv("YAMCAP_YAMNET", str(tiny_yamnet))
+    out = tmp_path / "report"
+    args = ["compare", "--baseline", "cnn", "--data", str(tiny_data), "--out", str(out), "-q",
+            "--set", "cnn.selected_length=8000", "--set", "cnn.epochs=2", "--set", "head.max_epochs=20",
+            "--set", "head.hidden_units=16", "--set", "augment.copies=1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    for name in ("yamnet", "cnn"):
+        m = report["models"][name]
+        assert {"precision", "recall", "f1", "roc_auc", "pr_auc", "confusion", "clips_per_s"} <= set(m["test"])
+        assert m["parameters"]["trainable"] > 0 and m["size_bytes"] > 0
+    assert report["models"]["cnn"]["parameters"]["trainable"] > report["models"]["yamnet"]["parameters"]["trainable"] / 100
+    counts = report["forest"]["counts"]
+    assert counts["files"] == ["recording_01.flac"] and len(counts["cnn_notebook_rule"]) == 1
+    for name in ("report.md", "roc_pr.png", "counts_compare.png", "config.toml", "models/cnn/model.json"):
+        assert (out / name).exists(), name
+    assert "| yamnet |" in (out / "report.md").read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -10,7 +10,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import typer
 
@@ -243,6 +243,144 @@ def count(
         _report_failures(run.failures)
         _print_count_summary(run, out)
         if run.failures:
+            raise typer.Exit(1)
+
+    _guard(body)
+
+
+@app.command()
+def compare(
+    baseline: str = typer.Option("cnn", "--baseline", help="The baseline to compare YAMNet with (cnn: the notebook's CNN)."),
+    data: Path = typer.Option(..., "--data", "-d", help="Kaggle-layout data folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Report folder (report.md, report.json, figures)."),
+    forest: Optional[Path] = typer.Option(None, "--forest", help="Recordings to count with both models (default: the data's forest folder)."),
+    yamnet_model: Optional[Path] = typer.Option(None, "--yamnet-model", help="A trained YAMNet model dir (else trained here)."),
+    cnn_model: Optional[Path] = typer.Option(None, "--cnn-model", help="A trained CNN model dir (else trained here; ~10 min on 2 cores)."),
+    config: Optional[Path] = ConfigOpt,
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (split, initialisation)."),
+    sets: Optional[List[str]] = SetOpt,
+    quiet: bool = QuietOpt,
+):
+    """YAMNet + head vs the notebook CNN, head to head on one split and seed.
+
+    Trains whichever model is not given, evaluates both on the same source-grouped test split
+    (precision, recall, F1, ROC-AUC, PR-AUC, confusion matrix, parameters, size, training time,
+    throughput) and counts the forest recordings with both, with their own events and with the
+    notebook's rule.
+
+    Example:
+
+        yamcap compare --baseline cnn --data ../shared/data/capuchin --out reports/compare
+    """
+    _setup_runtime()
+    if baseline != "cnn":
+        _fail(f"unknown baseline '{baseline}' (only 'cnn')")
+
+    def body():
+        from .compare import run_compare
+
+        cfg = _load_config(config, sets, {"seed": seed})
+        report = run_compare(data, out, cfg, yamnet_model, cnn_model, forest, progress=not quiet, echo=typer.echo)
+        for name, m in report["models"].items():
+            t = m["test"]
+            typer.echo(f"{name:7s} F1 {t['f1']:.3f}  ROC-AUC {t['roc_auc']:.3f}  PR-AUC {t['pr_auc']:.3f}  "
+                       f"{t['clips_per_s']:.1f} clips/s")
+        typer.echo(f"report written to {out}/report.md")
+
+    _guard(body)
+
+
+@app.command()
+def synth(
+    calls: Optional[Path] = typer.Option(None, "--calls", help="Folder of call clips (one clip = one call)."),
+    negatives: Optional[Path] = typer.Option(None, "--negatives", help="Folder of other-sound clips (distractors)."),
+    backgrounds: Optional[Path] = typer.Option(None, "--backgrounds", help="Folder of candidate background recordings."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: soundscape_NNN.flac, truth.csv, Raven tables."),
+    n: int = typer.Option(10, "--n", help="Number of soundscapes."),
+    seed: int = typer.Option(0, "--seed", help="Same seed -> byte-identical output."),
+    duration: float = typer.Option(180.0, "--duration", help="Seconds per soundscape."),
+    snr_range: Tuple[float, float] = typer.Option((-3.0, 15.0), "--snr-range", help="SNR range (dB) against the local background."),
+    density: str = typer.Option("mixed", "--density", help="sparse (gaps >= 4 s), dense (bouts with 0.3-2 s gaps) or mixed."),
+    calls_per_file: Tuple[int, int] = typer.Option((0, 12), "--calls-per-file", help="Range of calls per soundscape."),
+    background_list: Optional[Path] = typer.Option(None, "--background-list", help="Text file of background stems/paths known to be call-free (skips the check)."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="A model's manifest.csv: take clips (and backgrounds) of --splits only."),
+    splits: str = typer.Option("test", "--splits", help="With --manifest: comma-separated splits to draw from (train,val for tuning; test for reporting)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model for the call-free check of backgrounds (default: the shipped one)."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Kaggle-layout folder: default for --calls, --negatives, --backgrounds."),
+    quiet: bool = QuietOpt,
+):
+    """Build soundscapes with known calls: ground truth for counting.
+
+    Call clips are mixed into real background recordings at known times and SNRs, other sounds
+    added as distractors, nothing overlapping; dense bouts (0.3-2 s gaps) are included.
+    Backgrounds must be free of calls: by default only those in which `yamcap count` finds
+    none. With `--manifest`, clips come from the given splits only, and backgrounds used in
+    training never serve test soundscapes.
+
+    Examples:
+
+        yamcap synth --data ../shared/data/capuchin --manifest runs/y/manifest.csv --splits train,val --n 20 --seed 1 --out soundscapes/val
+
+        yamcap synth --data ../shared/data/capuchin --manifest runs/y/manifest.csv --splits test --n 20 --seed 2 --out soundscapes/test
+    """
+    _setup_runtime()
+
+    def body():
+        from .synth import SynthParams, synthesize, select_sources
+
+        sources = select_sources(calls, negatives, backgrounds, data, manifest, splits.split(","), background_list,
+                                 model, echo=typer.echo, progress=not quiet)
+        params = SynthParams(n_files=n, seed=seed, duration_s=duration, snr_db_min=snr_range[0],
+                             snr_db_max=snr_range[1], density=density, calls_min=calls_per_file[0],
+                             calls_max=calls_per_file[1])
+        truth = synthesize(*sources, out, params, progress=not quiet, echo=typer.echo)
+        n_calls = sum(1 for e in truth if e.start_s == e.start_s)
+        typer.echo(f"wrote {n} soundscapes with {n_calls} calls to {out}/ (truth.csv, Raven tables)")
+
+    _guard(body)
+
+
+@app.command()
+def evaluate(
+    audio: List[Path] = typer.Argument(..., help="Soundscapes or recordings (files or folders)."),
+    truth: Path = typer.Option(..., "--truth", help="truth.csv (from yamcap synth) or a folder of Raven selection tables."),
+    out: Path = typer.Option(..., "--out", "-o", help="Report folder."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model directory (default: the shipped one)."),
+    min_iou: float = typer.Option(0.3, "--min-iou", help="IoU a detection needs to match a true call."),
+    collar: Optional[float] = typer.Option(None, "--collar", help="Match by onset within this many seconds instead of IoU."),
+    notebook_rule: bool = typer.Option(False, "--notebook-rule", help="Count with the notebook's rule instead."),
+    config: Optional[Path] = ConfigOpt,
+    sets: Optional[List[str]] = SetOpt,
+    yamnet: Optional[str] = YamnetOpt,
+    runtime: Optional[str] = RuntimeOpt,
+    quiet: bool = QuietOpt,
+):
+    """Count calls with a model and score events and counts against ground truth.
+
+    Event precision / recall / F1 with one-to-one (Hungarian) matching at IoU >= 0.3, count
+    MAE / RMSE / bias / exact-count rate per file, and a threshold sweep. Works with
+    hand-made Raven annotations too.
+
+    Example:
+
+        yamcap evaluate soundscapes/test --truth soundscapes/test/truth.csv --out reports/eval
+    """
+    _setup_runtime()
+
+    def body():
+        from .evaluation import run_evaluate
+        from .fileio import expand_audio_paths
+        from .model import load_model
+
+        cfg = _load_config(config, sets, {"events.notebook_rule": notebook_rule or None})
+        detector = load_model(model, yamnet=yamnet, runtime=runtime, audio_backend=cfg.audio.backend)
+        files = expand_audio_paths(audio)
+        r = run_evaluate(detector, truth, files, out, cfg, min_iou, collar, progress=not quiet, echo=typer.echo)
+        typer.echo(f"{r['files']} files: event P {r['event_precision']:.3f} R {r['event_recall']:.3f} "
+                   f"F1 {r['event_f1']:.3f}; count MAE {r['count_mae']:.2f} (bias {r['count_bias']:+.2f}); "
+                   f"report in {out}/report.md")
+        if r["failures"]:
+            _report_failures([(f["file"], f["reason"]) for f in r["failures"]])
             raise typer.Exit(1)
 
     _guard(body)

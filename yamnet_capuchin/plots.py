@@ -99,3 +99,38 @@ def detection_plot(path, frame_scores, events, audio_backend: str, window_s: flo
     ax2.set_ylabel("score")
     ax2.set_xlabel("time (s)")
     return fig
+
+
+def threshold_sweep(sweep, used: float | None = None):
+    """Event precision / recall / F1 and count MAE against the threshold, and the PR curve."""
+    plt = _plt()
+    t = [s["threshold"] for s in sweep]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (("event_precision", "precision"), ("event_recall", "recall"), ("event_f1", "F1")):
+        ax1.plot(t, [s[key] for s in sweep], marker=".", label=label)
+    ax1b = ax1.twinx()
+    ax1b.plot(t, [s["count_mae"] for s in sweep], color="grey", ls=":", label="count MAE")
+    ax1b.set_ylabel("count MAE (calls per file)")
+    if used is not None:
+        ax1.axvline(used, color="C3", ls="--", lw=1)
+    ax1.set(xlabel="threshold", ylabel="event metric", ylim=(0, 1.02), title="Threshold sweep")
+    ax1.legend(fontsize=8, loc="lower left")
+    ax2.plot([s["event_recall"] for s in sweep], [s["event_precision"] for s in sweep], marker=".")
+    ax2.set(xlabel="event recall", ylabel="event precision", xlim=(0, 1.02), ylim=(0, 1.02), title="Event PR curve")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def count_scatter(per_file):
+    """Predicted vs true calls per file."""
+    plt = _plt()
+    true = [v["true"] for v in per_file.values()]
+    pred = [v["predicted"] for v in per_file.values()]
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    top = max(true + pred + [1]) + 1
+    ax.plot([0, top], [0, top], ":", color="grey")
+    ax.scatter(true, pred, alpha=0.7)
+    ax.set(xlabel="true calls", ylabel="predicted calls", title="Calls per file", xlim=(-0.5, top), ylim=(-0.5, top))
+    ax.grid(alpha=0.3)
+    return fig
