@@ -42,3 +42,38 @@ def test_blockwise_equals_whole_file_real_yamnet(real_yamnet, tmp_path):
     fs = stream_frame_scores(det, path, block_seconds=30.0)
     assert np.array_equal(fs.start_s, whole_t)
     assert np.allclose(fs.scores, whole_s, rtol=0, atol=1e-5)
+
+
+def test_prefetch_yields_each_files_blocks_and_attributes_errors(tmp_path):
+    from yamnet_capuchin.audio import iter_blocks
+    from yamnet_capuchin.errors import AudioError
+    from yamnet_capuchin.streaming import prefetch_blocks
+
+    a = write(tmp_path / "a.wav", soundscape(10.0, []))
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    b = write(tmp_path / "b.wav", soundscape(7.0, []))
+    seen = {}
+    for path, blocks in prefetch_blocks([a, bad, b, a], 16000, 400, depth=2):
+        try:
+            seen.setdefault(path.name, []).append([blk.samples.copy() for blk in blocks])
+        except AudioError as exc:
+            seen.setdefault(path.name, []).append(str(exc))
+    assert "not a readable audio file" in seen["bad.wav"][0]
+    for name, path in (("a.wav", a), ("b.wav", b)):
+        expect = [blk.samples for blk in iter_blocks(path, 16000, 400)]
+        got = seen[name][0]
+        assert len(got) == len(expect) and all(np.array_equal(x, y) for x, y in zip(got, expect))
+    assert len(seen["a.wav"]) == 2
+
+
+def test_prefetch_discards_unread_blocks(tmp_path):
+    from yamnet_capuchin.streaming import prefetch_blocks
+
+    a = write(tmp_path / "a.wav", soundscape(10.0, []))
+    b = write(tmp_path / "b.wav", soundscape(5.0, []))
+    out = []
+    for path, blocks in prefetch_blocks([a, b], 16000, 0, depth=1):
+        first = next(iter(blocks))  # read one block only
+        out.append((path.name, first.start))
+    assert out == [("a.wav", 0), ("b.wav", 0)]

@@ -349,6 +349,7 @@ def evaluate(
     min_iou: float = typer.Option(0.3, "--min-iou", help="IoU a detection needs to match a true call."),
     collar: Optional[float] = typer.Option(None, "--collar", help="Match by onset within this many seconds instead of IoU."),
     notebook_rule: bool = typer.Option(False, "--notebook-rule", help="Count with the notebook's rule instead."),
+    tune: bool = typer.Option(False, "--tune", help="Grid-search the event parameters; writes tuned_events.toml (validation soundscapes only!)."),
     config: Optional[Path] = ConfigOpt,
     sets: Optional[List[str]] = SetOpt,
     yamnet: Optional[str] = YamnetOpt,
@@ -375,7 +376,8 @@ def evaluate(
         cfg = _load_config(config, sets, {"events.notebook_rule": notebook_rule or None})
         detector = load_model(model, yamnet=yamnet, runtime=runtime, audio_backend=cfg.audio.backend)
         files = expand_audio_paths(audio)
-        r = run_evaluate(detector, truth, files, out, cfg, min_iou, collar, progress=not quiet, echo=typer.echo)
+        r = run_evaluate(detector, truth, files, out, cfg, min_iou, collar, progress=not quiet, echo=typer.echo,
+                         tune=tune)
         typer.echo(f"{r['files']} files: event P {r['event_precision']:.3f} R {r['event_recall']:.3f} "
                    f"F1 {r['event_f1']:.3f}; count MAE {r['count_mae']:.2f} (bias {r['count_bias']:+.2f}); "
                    f"report in {out}/report.md")

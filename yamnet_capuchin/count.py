@@ -85,15 +85,17 @@ def window_scores(detector, path, window_samples: int, audio_backend: str = "sou
     return FrameScores(np.asarray(starts, float), np.asarray(scores, np.float32), total / SAMPLE_RATE)
 
 
-def score_and_detect(detector, path, config: Config) -> tuple[FrameScores, list[Event], float, float]:
-    """(frame scores, events, window_s, hop_s) of one file under ``config``."""
+def score_and_detect(detector, path, config: Config, blocks=None) -> tuple[FrameScores, list[Event], float, float]:
+    """(frame scores, events, window_s, hop_s) of one file under ``config``.
+
+    ``blocks``: the file's 16 kHz blocks if they are already being decoded (prefetching)."""
     backend = config.audio.backend
     if config.events.notebook_rule:
         win = notebook_window_samples(detector)
         fs = window_scores(detector, path, win, backend)
         events = notebook_rule_events(fs.start_s, fs.scores, win / SAMPLE_RATE, NOTEBOOK_THRESHOLD)
         return fs, events, win / SAMPLE_RATE, win / SAMPLE_RATE
-    fs = stream_frame_scores(detector, path, config.audio.block_seconds, backend)
+    fs = stream_frame_scores(detector, path, config.audio.block_seconds, backend, blocks)
     window_s, hop_s = detector.window_samples / SAMPLE_RATE, detector.hop_samples / SAMPLE_RATE
     events = detect_events(fs.start_s, fs.scores, window_s, hop_s, event_params(config, detector.threshold))
     return fs, events, window_s, hop_s
@@ -136,37 +138,65 @@ def count_files(
     names = _clip_names(paths)
     run = CountRun()
     t_start = time.perf_counter()
+    # Files already done (same content, model and parameters) are taken from their state.
+    todo: list[tuple[Path, str, str]] = []
+    done: dict[str, FileCount] = {}
+    for path in paths:
+        key = text_sha256(str(path))[:24]
+        try:
+            sha = file_sha256(path) if Path(path).is_file() else ""
+        except OSError:
+            sha = ""
+        state = _load_state(state_dir / f"{key}.json", sha, run_id) if sha else None
+        if state is not None:
+            done[str(path)] = state
+        else:
+            todo.append((Path(path), key, sha))
+    results: dict[str, FileCount] = {}
+    failures: dict[str, str] = {}
     with progress_bar(progress) as bar:
-        task = bar.add_task("Counting", total=len(paths)) if bar else None
-        for path in paths:
-            key = text_sha256(str(path))[:24]
+        task = bar.add_task("Counting", total=len(paths), completed=len(done)) if bar else None
+        keys = {p: (k, sha) for p, k, sha in todo}
+        for path, blocks in _file_blocks(detector, [p for p, _, _ in todo], config):
+            key, sha = keys[path]
             try:
-                sha = file_sha256(path) if Path(path).is_file() else ""
-                done = _load_state(state_dir / f"{key}.json", sha, run_id) if sha else None
-                if done is not None:
-                    run.results.append(done)
-                else:
-                    t0 = time.perf_counter()
-                    fs, events, window_s, hop_s = score_and_detect(detector, path, config)
-                    result = FileCount(str(path), sha, fs.duration_s, events, time.perf_counter() - t0)
-                    stem = stems[Path(path)]
-                    write_raven_table(out_dir / "raven" / f"{stem}.Table.1.selections.txt", events)
-                    write_audacity_labels(out_dir / "audacity" / f"{stem}.txt", events)
-                    if plots:
-                        from .plots import detection_plot
-                        save_figure(detection_plot(path, fs, events, config.audio.backend, window_s, hop_s),
-                                    out_dir / "plots" / f"{stem}.png")
-                    _save_state(state_dir / f"{key}.json", result, run_id)
-                    run.results.append(result)
+                t0 = time.perf_counter()
+                fs, events, window_s, hop_s = score_and_detect(detector, path, config, blocks)
+                result = FileCount(str(path), sha, fs.duration_s, events, time.perf_counter() - t0)
+                stem = stems[Path(path)]
+                write_raven_table(out_dir / "raven" / f"{stem}.Table.1.selections.txt", events)
+                write_audacity_labels(out_dir / "audacity" / f"{stem}.txt", events)
+                if plots:
+                    from .plots import detection_plot
+                    save_figure(detection_plot(path, fs, events, config.audio.backend, window_s, hop_s),
+                                out_dir / "plots" / f"{stem}.png")
+                _save_state(state_dir / f"{key}.json", result, run_id)
+                results[str(path)] = result
             except AudioError as exc:
-                run.failures.append((str(path), exc.reason))
+                failures[str(path)] = exc.reason
             except OSError as exc:
-                run.failures.append((str(path), f"cannot read ({exc.strerror or exc})"))
+                failures[str(path)] = f"cannot read ({exc.strerror or exc})"
             if bar:
                 bar.advance(task)
+    results.update(done)
+    run.results = [results[str(p)] for p in paths if str(p) in results]
+    run.failures = [(str(p), failures[str(p)]) for p in paths if str(p) in failures]
     run.wall_s = time.perf_counter() - t_start
     _write_summary_outputs(out_dir, run, names, config, detector)
     return run
+
+
+def _file_blocks(detector, paths: list[Path], config: Config):
+    """(path, blocks) per file: decoded ahead in a background thread for frame-wise counting;
+    ``None`` blocks (each file read when scored) for the notebook rule."""
+    if config.events.notebook_rule or not paths:
+        for p in paths:
+            yield p, None
+        return
+    from .streaming import block_layout, prefetch_blocks
+
+    _, block_samples, overlap = block_layout(detector, config.audio.block_seconds)
+    yield from prefetch_blocks(paths, block_samples, overlap, config.audio.backend)
 
 
 def _clip_names(paths: Sequence[Path]) -> dict[str, str]:

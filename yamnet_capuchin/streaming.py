@@ -7,12 +7,15 @@ exactly the same samples: frame times and scores equal the whole-file ones.
 
 from __future__ import annotations
 
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, iter_blocks
+from .audio import SAMPLE_RATE, Block, iter_blocks
 from .backbones import frame_times
 
 
@@ -30,20 +33,30 @@ def block_frames(block_seconds: float, hop_samples: int) -> int:
     return max(1, int(round(block_seconds * SAMPLE_RATE / hop_samples)))
 
 
+def block_layout(detector, block_seconds: float) -> tuple[int, int, int]:
+    """(frames per block, block length, overlap) in samples, so blocks hold whole frames."""
+    window, hop = detector.window_samples, detector.hop_samples
+    n_frames = block_frames(block_seconds, hop)
+    return n_frames, (n_frames - 1) * hop + window, window - hop
+
+
 def stream_frame_scores(detector, path: str | Path, block_seconds: float = 120.0,
-                        audio_backend: str = "soundfile") -> FrameScores:
+                        audio_backend: str = "soundfile", blocks: Iterable[Block] | None = None) -> FrameScores:
     """Frame scores of a whole file, read block by block.
 
     ``detector`` needs ``window_samples``, ``hop_samples``, ``frame_count(n)`` and
     ``frame_scores(waveform) -> (start_s, scores)`` (see :mod:`yamnet_capuchin.model`).
+    ``blocks``: the file's blocks when already being decoded (:func:`prefetch_blocks`), laid
+    out by :func:`block_layout` with the same ``block_seconds``.
     """
-    window, hop = detector.window_samples, detector.hop_samples
-    n_frames = block_frames(block_seconds, hop)
-    block_samples = (n_frames - 1) * hop + window
+    hop = detector.hop_samples
+    n_frames, block_samples, overlap = block_layout(detector, block_seconds)
     starts, scores = [], []
     emitted = 0
     total = 0
-    for block in iter_blocks(path, block_samples, window - hop, audio_backend):
+    if blocks is None:
+        blocks = iter_blocks(path, block_samples, overlap, audio_backend)
+    for block in blocks:
         total = block.start + block.samples.size
         expected = n_frames if not block.is_last else detector.frame_count(total) - emitted
         if expected <= 0:
@@ -55,3 +68,67 @@ def stream_frame_scores(detector, path: str | Path, block_seconds: float = 120.0
     # Frame i starts at i * hop: computed once for the file, so no float drift across blocks.
     start_s = frame_times(sum(s.size for s in starts), hop, SAMPLE_RATE)
     return FrameScores(start_s, np.concatenate(scores) if scores else np.zeros(0, np.float32), total / SAMPLE_RATE)
+
+
+_END = object()
+
+
+def prefetch_blocks(paths: Sequence[Path], block_samples: int, overlap: int, audio_backend: str = "soundfile",
+                    depth: int = 4) -> Iterator[tuple[Path, Iterator[Block]]]:
+    """Yield ``(path, blocks)`` per file while a background thread decodes ahead.
+
+    Decoding (libsndfile, soxr) releases the GIL, so it overlaps the model's inference; the
+    queue holds at most ``depth`` blocks, so memory stays bounded. A decoding error is raised
+    from that file's block iterator; blocks a consumer leaves unread are discarded.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def worker():
+        for path in paths:
+            try:
+                for block in iter_blocks(path, block_samples, overlap, audio_backend):
+                    if not put((path, block)):
+                        return
+            except Exception as exc:  # handed to the consumer, attributed to this file
+                if not put((path, exc)):
+                    return
+            if not put((path, _END)):
+                return
+
+    thread = threading.Thread(target=worker, name="yamcap-decode", daemon=True)
+    thread.start()
+    try:
+        for path in paths:
+            state = {"ended": False}
+
+            def blocks(state=state):
+                while not state["ended"]:
+                    _, item = q.get()
+                    if item is _END:
+                        state["ended"] = True
+                        return
+                    if isinstance(item, Exception):
+                        # the worker puts _END next; consume it so the next file starts clean
+                        q.get()
+                        state["ended"] = True
+                        raise item
+                    yield item
+
+            it = blocks()
+            yield path, it
+            if not state["ended"]:
+                for _ in it:  # drain what the consumer did not read
+                    pass
+    finally:
+        stop.set()
+        thread.join(timeout=5)
