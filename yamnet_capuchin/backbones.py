@@ -68,6 +68,12 @@ def resolve_yamnet_handle(handle: str | None = None) -> str:
     return handle or os.environ.get(ENV_YAMNET) or DEFAULT_YAMNET_HANDLE
 
 
+def default_threads() -> int:
+    """CPU threads for inference: ``$YAMCAP_THREADS``, else all cores."""
+    env = os.environ.get("YAMCAP_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
+
+
 def import_tensorflow():
     """Import TensorFlow without its start-up noise on stderr (CUDA probing on CPU machines)."""
     if "tensorflow" in sys.modules:
@@ -83,19 +89,22 @@ def import_tensorflow():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+    _set_threads(tf, default_threads())
     return tf
+
+
+def _set_threads(tf, threads: int) -> None:
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    except RuntimeError:  # the runtime is already initialised: keep what is set
+        pass
 
 
 def configure_tensorflow(threads: int | None = None) -> None:
     """Quiet TensorFlow's start-up logging and size its thread pools to the machine."""
     tf = import_tensorflow()
-
-    threads = threads or os.cpu_count() or 1
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-    except RuntimeError:  # already initialised: keep what is set
-        pass
+    _set_threads(tf, threads or default_threads())
 
 
 class YamnetBackbone:
@@ -107,7 +116,7 @@ class YamnetBackbone:
         the public TF-Hub handle.
     runtime : ``"auto"`` (``tflite`` for a ``.tflite`` handle, else ``savedmodel``),
         ``"savedmodel"`` or ``"tflite"``.
-    threads : CPU threads for inference (default: all cores).
+    threads : CPU threads for inference (default: ``$YAMCAP_THREADS`` or all cores).
     """
 
     name = "yamnet"
@@ -124,7 +133,7 @@ class YamnetBackbone:
         if runtime == "tflite" and not self.handle.lower().endswith(".tflite"):
             raise ModelError(f"runtime 'tflite' needs a .tflite file, got '{self.handle}'")
         self.runtime = runtime
-        self.threads = threads or os.cpu_count() or 1
+        self.threads = threads or default_threads()
         self._model = None
         self._interpreter = None
 

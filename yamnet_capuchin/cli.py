@@ -388,6 +388,43 @@ def evaluate(
     _guard(body)
 
 
+@app.command()
+def benchmark(
+    data: Path = typer.Option(..., "--data", "-d", help="Kaggle-layout folder; its forest recordings are the workload."),
+    out: Path = typer.Option(Path("benchmarks/results"), "--out", "-o", help="Where <date>-<machine>.json/.md go."),
+    yamnet: Optional[str] = typer.Option(None, "--yamnet", help="YAMNet SavedModel/URL [env: YAMCAP_YAMNET]."),
+    tflite: Optional[str] = typer.Option(None, "--tflite", help="YAMNet .tflite file (default: yamnet.tflite beside the SavedModel)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="YAMNet head to run (default: the shipped one)."),
+    cnn_model: Optional[Path] = typer.Option(None, "--cnn-model", help="A trained CNN model dir (yamcap train --backbone cnn) to include."),
+    rss: bool = typer.Option(True, "--rss/--no-rss", help="Peak RSS for 1 min .. 10 h synthetic recordings (about 4 min)."),
+    train: bool = typer.Option(True, "--train/--no-train", help="Time YAMNet training with a cold and a warm cache."),
+):
+    """Measure speed, memory and scaling for YAMNet (SavedModel, TFLite) and the CNN.
+
+    Throughput end to end and per stage (decode, resample, embed/forward, head, events), the
+    decode + resample floor, 1 vs 2 threads, number of files, peak RSS against recording
+    length (1 min, 10 min, 1 h, 10 h), training time with a cold and a warm cache.
+
+    Example:
+
+        yamcap benchmark --data ../shared/data/capuchin --cnn-model runs/cnn
+    """
+    _setup_runtime()
+
+    def body():
+        from .backbones import resolve_yamnet_handle
+        from .benchmark import run_benchmark
+
+        handle = resolve_yamnet_handle(yamnet)
+        tfl = tflite
+        if tfl is None and Path(handle).is_dir() and (Path(handle).parent / "yamnet.tflite").exists():
+            tfl = str(Path(handle).parent / "yamnet.tflite")
+        result = run_benchmark(data, out, handle, tfl, cnn_model, model, rss=rss, train=train, echo=typer.echo)
+        typer.echo("results: " + ", ".join(result["written"]))
+
+    _guard(body)
+
+
 def _print_count_summary(run, out: Path) -> None:
     counts = {r.path: len(r.events) for r in run.results}
     total = sum(counts.values())
