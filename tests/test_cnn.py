@@ -60,7 +60,15 @@ def test_selected_length_default_is_mean_training_call_length(tiny_data):
 def test_tiny_compare_end_to_end(tiny_data, tiny_yamnet, tmp_path, monkeypatch):
     monkeypatch.setenv("YAMCAP_YAMNET", str(tiny_yamnet))
     out = tmp_path / "report"
+    from yamnet_capuchin.synth import SynthParams, synthesize
+    from synth import background
+
+    bg = write(tmp_path / "bg" / "bg.flac", background(20.0))
+    calls = sorted((tiny_data / "Parsed_Capuchinbird_Clips").iterdir())[:4]
+    synthesize(calls, [], [bg], tmp_path / "sc", SynthParams(n_files=2, duration_s=20.0, calls_min=1, calls_max=2),
+               progress=False)
     args = ["compare", "--baseline", "cnn", "--data", str(tiny_data), "--out", str(out), "-q",
+            "--soundscapes", str(tmp_path / "sc"),
             "--set", "cnn.selected_length=8000", "--set", "cnn.epochs=2", "--set", "head.max_epochs=20",
             "--set", "head.hidden_units=16", "--set", "augment.copies=1"]
     result = CliRunner().invoke(app, args)
@@ -76,4 +84,7 @@ def test_tiny_compare_end_to_end(tiny_data, tiny_yamnet, tmp_path, monkeypatch):
     for name in ("report.md", "roc_pr.png", "counts_compare.png", "config.toml", "models/cnn/model.json"):
         assert (out / name).exists(), name
     assert "| yamnet |" in (out / "report.md").read_text()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    sc = report["soundscapes"]["results"]
+    assert set(sc) == {"yamnet", "yamnet_notebook_rule", "cnn", "cnn_notebook_rule"}
+    assert all(0 <= v["event_f1"] <= 1 and v["files"] == 2 for v in sc.values())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind

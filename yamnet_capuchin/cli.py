@@ -255,7 +255,8 @@ def compare(
     out: Path = typer.Option(..., "--out", "-o", help="Report folder (report.md, report.json, figures)."),
     forest: Optional[Path] = typer.Option(None, "--forest", help="Recordings to count with both models (default: the data's forest folder)."),
     yamnet_model: Optional[Path] = typer.Option(None, "--yamnet-model", help="A trained YAMNet model dir (else trained here)."),
-    cnn_model: Optional[Path] = typer.Option(None, "--cnn-model", help="A trained CNN model dir (else trained here; ~10 min on 2 cores)."),
+    cnn_model: Optional[Path] = typer.Option(None, "--cnn-model", help="A trained CNN model dir (else trained here; ~13 min on 2 cores)."),
+    soundscapes: Optional[Path] = typer.Option(None, "--soundscapes", help="Soundscapes with truth.csv (yamcap synth, test splits) for event and count metrics."),
     config: Optional[Path] = ConfigOpt,
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (split, initialisation)."),
     sets: Optional[List[str]] = SetOpt,
@@ -265,8 +266,8 @@ def compare(
 
     Trains whichever model is not given, evaluates both on the same source-grouped test split
     (precision, recall, F1, ROC-AUC, PR-AUC, confusion matrix, parameters, size, training time,
-    throughput) and counts the forest recordings with both, with their own events and with the
-    notebook's rule.
+    throughput), counts the forest recordings with both, with their own events and with the
+    notebook's rule, and (with --soundscapes) scores events and counts against known calls.
 
     Example:
 
@@ -280,7 +281,8 @@ def compare(
         from .compare import run_compare
 
         cfg = _load_config(config, sets, {"seed": seed})
-        report = run_compare(data, out, cfg, yamnet_model, cnn_model, forest, progress=not quiet, echo=typer.echo)
+        report = run_compare(data, out, cfg, yamnet_model, cnn_model, forest, progress=not quiet, echo=typer.echo,
+                             soundscapes=soundscapes)
         for name, m in report["models"].items():
             t = m["test"]
             typer.echo(f"{name:7s} F1 {t['f1']:.3f}  ROC-AUC {t['roc_auc']:.3f}  PR-AUC {t['pr_auc']:.3f}  "

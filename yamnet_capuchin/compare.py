@@ -101,9 +101,32 @@ def agreement(a: list[int], b: list[int]) -> dict:
             "total_a": int(a.sum()), "total_b": int(b.sum())}
 
 
+SOUNDSCAPE_KEYS = ("event_precision", "event_recall", "event_f1", "event_tp", "event_fp", "event_fn", "count_mae",
+                   "count_rmse", "count_bias", "count_exact_rate", "true_total", "predicted_total", "files")
+
+
+def evaluate_soundscapes(dets: dict, soundscapes: Path, config: Config, progress: bool) -> dict:
+    """Event and count metrics of each model, with its own events and with the notebook rule."""
+    from .evaluation import evaluate_detector, read_truth_any
+    from .fileio import expand_audio_paths
+
+    truth_path = soundscapes / "truth.csv" if (soundscapes / "truth.csv").exists() else soundscapes
+    truth = read_truth_any(truth_path)
+    files = expand_audio_paths([soundscapes])
+    results = {}
+    for name, det in dets.items():
+        for notebook in (False, True):
+            cfg = Config.from_dict(config.to_dict())
+            cfg.events.notebook_rule = notebook
+            key = f"{name}_notebook_rule" if notebook else name
+            rep, _ = evaluate_detector(det, truth, files, cfg, progress=progress, label=f"Soundscapes ({key})")
+            results[key] = {k: rep[k] for k in SOUNDSCAPE_KEYS}
+    return {"dir": str(soundscapes), "results": results}
+
+
 def run_compare(data_dir: str | Path, out_dir: str | Path, config: Config, yamnet_model: Path | None = None,
                 cnn_model: Path | None = None, forest: Path | None = None, progress: bool = True,
-                echo: Callable[[str], None] = print) -> dict:
+                echo: Callable[[str], None] = print, soundscapes: Path | None = None) -> dict:
     from .cnn import train_cnn
     from .dataset import find_forest_dir
     from .train import prepare_split, train_yamnet
@@ -153,6 +176,8 @@ def run_compare(data_dir: str | Path, out_dir: str | Path, config: Config, yamne
             "agreement_yamnet_vs_cnn": agreement(counts["yamnet"], counts["cnn"]),
             "agreement_yamnet_vs_cnn_notebook_rule": agreement(counts["yamnet"], counts["cnn_notebook_rule"]),
         }
+    if soundscapes is not None:
+        report["soundscapes"] = evaluate_soundscapes(dets, Path(soundscapes), config, progress)
     with staging_dir(out_dir) as tmp:
         atomic_write_json(tmp / "report.json", report)
         config.save(tmp / "config.toml")
@@ -211,5 +236,14 @@ def render_markdown(r: dict) -> str:
         for i, f in enumerate(c["files"]):
             lines.append(f"| {f} | {c['yamnet'][i]} | {c['cnn'][i]} | {c['yamnet_notebook_rule'][i]} | "
                          f"{c['cnn_notebook_rule'][i]} |")
+    if "soundscapes" in r:
+        lines += ["", "## Counting on soundscapes with known calls", "",
+                  f"`{r['soundscapes']['dir']}`: one-to-one matching at IoU >= 0.3.", "",
+                  "| model, rule | event precision | event recall | event F1 | count MAE | count bias | exact counts | calls (true / found) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for key, v in r["soundscapes"]["results"].items():
+            lines.append(f"| {key.replace('_notebook_rule', ', notebook rule')} | {v['event_precision']:.3f} | "
+                         f"{v['event_recall']:.3f} | {v['event_f1']:.3f} | {v['count_mae']:.2f} | "
+                         f"{v['count_bias']:+.2f} | {v['count_exact_rate']:.0%} | {v['true_total']} / {v['predicted_total']} |")
     lines += ["", "Figures: `roc_pr.png`, `counts_compare.png`, `training_curve_*.png`. Every number: `report.json`."]
     return "\n".join(lines) + "\n"

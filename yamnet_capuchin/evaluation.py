@@ -137,30 +137,26 @@ def tune_event_params(scored: dict, truth: dict, min_iou: float = 0.3, collar_s:
     return results
 
 
-def run_evaluate(detector, truth_path, files, out_dir, config, min_iou: float = 0.3,
-                 collar_s: float | None = None, progress: bool = True, echo=print, tune: bool = False) -> dict:
-    """Count ``files`` with ``detector``, score against the truth, sweep the threshold, write a report.
+def evaluate_detector(detector, truth: dict, files, config, min_iou: float = 0.3, collar_s: float | None = None,
+                      progress: bool = True, tune: bool = False, label: str = "Counting") -> tuple[dict, dict]:
+    """Count ``files`` and score them against ``truth`` ({stem: intervals}).
 
-    With ``tune``, also grid-search the event parameters (:func:`tune_event_params`) and write
-    the best as ``tuned_events.toml`` (for validation soundscapes only)."""
+    Returns (report, scored) where ``scored`` maps stems to ``score_and_detect`` results.
+    """
     from dataclasses import replace
     from pathlib import Path
 
     from .count import NOTEBOOK_THRESHOLD, event_params, score_and_detect
     from .errors import AudioError, YamcapError
     from .events import detect_events, notebook_rule_events
-    from .fileio import atomic_write_json, atomic_write_text, save_figure
-    from .model import staging_dir
-    from .outputs import write_events_csv
     from .progress import progress_bar
 
-    truth = read_truth_any(truth_path)
     files = [f for f in files if Path(f).stem in truth]
     if not files:
         raise YamcapError("none of the audio files has ground truth (matched by file stem)")
     scored, failures = {}, []
     with progress_bar(progress) as bar:
-        task = bar.add_task("Counting", total=len(files)) if bar else None
+        task = bar.add_task(label, total=len(files)) if bar else None
         for f in files:
             try:
                 scored[Path(f).stem] = score_and_detect(detector, f, config)
@@ -207,6 +203,21 @@ def run_evaluate(detector, truth_path, files, out_dir, config, min_iou: float = 
     if tune and rule == "events":
         tuned = tune_event_params(scored, truth, min_iou, collar_s)
         report["tuning"] = {"grid": {k: list(v) for k, v in TUNE_GRID.items()}, "top": tuned[:10]}
+    return report, scored
+
+
+def run_evaluate(detector, truth_path, files, out_dir, config, min_iou: float = 0.3,
+                 collar_s: float | None = None, progress: bool = True, echo=print, tune: bool = False) -> dict:
+    """Count ``files`` with ``detector``, score against the truth, sweep the threshold, write a report.
+
+    With ``tune``, also grid-search the event parameters (:func:`tune_event_params`) and write
+    the best as ``tuned_events.toml`` (for validation soundscapes only)."""
+    from .fileio import atomic_write_json, atomic_write_text, save_figure
+    from .model import staging_dir
+    from .outputs import write_events_csv
+
+    report, scored = evaluate_detector(detector, read_truth_any(truth_path), files, config, min_iou, collar_s,
+                                       progress, tune)
     with staging_dir(out_dir) as tmp:
         atomic_write_json(tmp / "report.json", report)
         atomic_write_text(tmp / "report.md", render_evaluation(report))
@@ -214,7 +225,7 @@ def run_evaluate(detector, truth_path, files, out_dir, config, min_iou: float = 
         config.save(tmp / "config.toml")
         from .plots import count_scatter, threshold_sweep
 
-        save_figure(threshold_sweep(sweep, used), tmp / "sweep.png")
+        save_figure(threshold_sweep(report["sweep"], report["threshold_used"]), tmp / "sweep.png")
         save_figure(count_scatter(report["per_file"]), tmp / "counts.png")
         if "tuning" in report:
             best = report["tuning"]["top"][0]
