@@ -150,7 +150,9 @@ class CNNDetector:
     def save(self, model_dir: str | Path) -> None:
         model_dir = Path(model_dir)
         model_dir.mkdir(parents=True, exist_ok=True)
-        self.network.save(model_dir / "cnn.keras")
+        # weights only (216 MB): the architecture is rebuilt from selected_length, and the
+        # optimizer state a full .keras file carries would triple the size
+        self.network.save_weights(model_dir / "cnn.weights.h5")
         meta = dict(self.meta)
         meta.update({
             "format": MODEL_FORMAT, "kind": self.kind, "package_version": __version__,
@@ -167,10 +169,13 @@ class CNNDetector:
         import_tensorflow()
         import keras
 
+        c = config.cnn
+        length = int(meta["selected_length"])
+        network = build_cnn((n_stft_frames(length, c.frame_length, c.frame_step), 257, 1), c.learning_rate)
         try:
-            network = keras.models.load_model(model_dir / "cnn.keras", compile=False)
+            network.load_weights(model_dir / "cnn.weights.h5")
         except Exception as exc:
-            raise ModelError(f"{model_dir}: cannot load cnn.keras ({exc})") from None
+            raise ModelError(f"{model_dir}: cannot load cnn.weights.h5 ({exc})") from None
         return cls(network, meta["selected_length"], meta["threshold"], config, meta)
 
 

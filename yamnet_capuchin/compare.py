@@ -19,7 +19,7 @@ from .metrics import classification_metrics
 from .model import load_model, staging_dir
 from .progress import progress_bar
 
-MODEL_FILES = ("head.npz", "cnn.keras")
+MODEL_FILES = ("head.npz", "cnn.weights.h5")
 
 
 def _test_clips(model_dir: Path) -> list[Clip]:

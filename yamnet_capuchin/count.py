@@ -92,7 +92,13 @@ def score_and_detect(detector, path, config: Config, blocks=None) -> tuple[Frame
     backend = config.audio.backend
     if config.events.notebook_rule:
         win = notebook_window_samples(detector)
-        fs = window_scores(detector, path, win, backend)
+        if detector.hop_samples == win and detector.window_samples == win:
+            # the detector's own frames are the notebook's windows: stream them, keep whole ones
+            fs = stream_frame_scores(detector, path, config.audio.block_seconds, backend, blocks)
+            whole = fs.start_s * SAMPLE_RATE + win <= fs.duration_s * SAMPLE_RATE + 1e-6
+            fs = FrameScores(fs.start_s[whole], fs.scores[whole], fs.duration_s)
+        else:
+            fs = window_scores(detector, path, win, backend)
         events = notebook_rule_events(fs.start_s, fs.scores, win / SAMPLE_RATE, NOTEBOOK_THRESHOLD)
         return fs, events, win / SAMPLE_RATE, win / SAMPLE_RATE
     fs = stream_frame_scores(detector, path, config.audio.block_seconds, backend, blocks)
