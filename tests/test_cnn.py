@@ -88,3 +88,14 @@ def test_tiny_compare_end_to_end(tiny_data, tiny_yamnet, tmp_path, monkeypatch):
     assert set(sc) == {"yamnet", "yamnet_notebook_rule", "cnn", "cnn_notebook_rule"}
     assert all(0 <= v["event_f1"] <= 1 and v["files"] == 2 for v in sc.values())
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_saved_cnn_holds_weights_only(tiny_data, tmp_path):
+    """No optimizer state on disk: the file is about 4 bytes per parameter."""
+    out = tmp_path / "cnn"
+    r = CliRunner().invoke(app, ["train", "-b", "cnn", "-d", str(tiny_data), "-o", str(out), "-q",
+                                 "--set", "cnn.selected_length=4000", "--set", "cnn.epochs=1"])
+    assert r.exit_code == 0, r.output
+    det = load_model(out)
+    size = (out / "cnn.weights.h5").stat().st_size
+    assert size < 4 * det.n_parameters() * 1.2

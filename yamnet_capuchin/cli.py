@@ -41,7 +41,7 @@ def _fail(message: str, code: int = 2) -> None:
 
 def _setup_runtime() -> None:
     """Quiet TensorFlow and show our warnings as one line each."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
     def show(message, category, filename, lineno, file=None, line=None):

@@ -69,8 +69,8 @@ def spectrogram(waves: np.ndarray, frame_length: int = 320, frame_step: int = 32
     return spec.numpy()[..., None]
 
 
-def build_cnn(input_shape: tuple[int, int, int], learning_rate: float = 1e-3):
-    """The notebook's network, compiled (Adam, BCE, recall and precision)."""
+def build_cnn(input_shape: tuple[int, int, int], learning_rate: float = 1e-3, compile: bool = True):
+    """The notebook's network, compiled (Adam, BCE, recall and precision) unless ``compile`` is False."""
     from .backbones import import_tensorflow
 
     import_tensorflow()
@@ -88,8 +88,9 @@ def build_cnn(input_shape: tuple[int, int, int], learning_rate: float = 1e-3):
         layers.Dropout(0.3),
         layers.Dense(1, activation="sigmoid"),
     ])
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
-                  metrics=[keras.metrics.Recall(name="recall"), keras.metrics.Precision(name="precision")])
+    if compile:
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
+                      metrics=[keras.metrics.Recall(name="recall"), keras.metrics.Precision(name="precision")])
     return model
 
 
@@ -152,7 +153,9 @@ class CNNDetector:
         model_dir.mkdir(parents=True, exist_ok=True)
         # weights only (216 MB): the architecture is rebuilt from selected_length, and the
         # optimizer state a full .keras file carries would triple the size
-        self.network.save_weights(model_dir / "cnn.weights.h5")
+        clean = build_cnn(self.network.input_shape[1:], compile=False)
+        clean.set_weights(self.network.get_weights())
+        clean.save_weights(model_dir / "cnn.weights.h5")
         meta = dict(self.meta)
         meta.update({
             "format": MODEL_FORMAT, "kind": self.kind, "package_version": __version__,
@@ -171,7 +174,7 @@ class CNNDetector:
 
         c = config.cnn
         length = int(meta["selected_length"])
-        network = build_cnn((n_stft_frames(length, c.frame_length, c.frame_step), 257, 1), c.learning_rate)
+        network = build_cnn((n_stft_frames(length, c.frame_length, c.frame_step), 257, 1), compile=False)
         try:
             network.load_weights(model_dir / "cnn.weights.h5")
         except Exception as exc:

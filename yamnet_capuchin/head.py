@@ -78,7 +78,10 @@ class FrameHead:
         import_tensorflow()
         import keras
 
+        import tensorflow as tf
+
         keras.utils.set_random_seed(self.seed)
+        tf.config.experimental.enable_op_determinism()  # same seed, same head
         net = self._build(bags[0].shape[1])
         x, m = pad_bags(bags)
         vx, vm = pad_bags(val_bags)
