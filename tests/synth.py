@@ -110,5 +110,6 @@ def build_tiny_yamnet(path: Path) -> Path:
         def class_map_path(self):
             return self.class_map.asset_path
 
-    tf.saved_model.save(TinyYamnet(), str(path))
+    module = TinyYamnet()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.__call__})
     return path

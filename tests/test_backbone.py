@@ -62,3 +62,8 @@ def test_cache_roundtrip(tiny_yamnet, tmp_path):
     assert np.array_equal(again.embeddings, frames.embeddings) and cache.hits == 1
     assert key != cache.key("abc", {**bb.identity(), "runtime": "tflite"}, {"backend": "soundfile"})
     assert key != cache.key("abc", bb.identity(), {"backend": "tfio"})
+
+
+def test_parameter_count_of_the_loaded_savedmodel(tiny_yamnet):
+    # the stand-in's only weights: a 32 x 1024 projection
+    assert YamnetBackbone(str(tiny_yamnet)).n_parameters() == 32 * 1024

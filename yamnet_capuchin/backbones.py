@@ -116,7 +116,9 @@ class YamnetBackbone:
         the public TF-Hub handle.
     runtime : ``"auto"`` (``tflite`` for a ``.tflite`` handle, else ``savedmodel``),
         ``"savedmodel"`` or ``"tflite"``.
-    threads : CPU threads for inference (default: ``$YAMCAP_THREADS`` or all cores).
+    threads : CPU threads for inference (default: ``$YAMCAP_THREADS``, else all cores for the
+        SavedModel and all but one for TFLite, whose single-frame calls gain less from threads
+        than decoding ahead gains from a core of its own).
     """
 
     name = "yamnet"
@@ -133,6 +135,10 @@ class YamnetBackbone:
         if runtime == "tflite" and not self.handle.lower().endswith(".tflite"):
             raise ModelError(f"runtime 'tflite' needs a .tflite file, got '{self.handle}'")
         self.runtime = runtime
+        if threads is None and runtime == "tflite" and not os.environ.get("YAMCAP_THREADS"):
+            # leave a core to the decoding thread: on 2 cores, counting the 40 forest recordings
+            # ran at 730x real time with 1 TFLite thread and 570-656x with 2
+            threads = max(1, default_threads() - 1)
         self.threads = threads or default_threads()
         self._model = None
         self._interpreter = None
@@ -259,6 +265,15 @@ class YamnetBackbone:
         if self._tfl_scores is None:
             scores = np.zeros((n, 0), np.float32)
         return scores, emb
+
+    def n_parameters(self) -> int | None:
+        """Weights in the loaded SavedModel (None for the TFLite runtime or an unusual model)."""
+        self.load()
+        try:
+            variables = self._model.signatures["serving_default"].variables
+        except (AttributeError, KeyError, TypeError):
+            return None
+        return int(sum(int(np.prod(v.shape)) for v in variables))
 
     def class_names(self) -> list[str]:
         """The 521 AudioSet display names (SavedModel runtime only)."""

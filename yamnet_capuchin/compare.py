@@ -63,7 +63,7 @@ def _parameters(detector) -> dict:
     if detector.kind == "cnn":
         return {"trainable": detector.n_parameters(), "frozen": 0}
     head = sum(int(np.prod(w.shape)) for w in detector.head.weights_.values())
-    return {"trainable": head, "frozen": 3_751_369}  # YAMNet (MobileNet v1, 521 classes)
+    return {"trainable": head, "frozen": detector.backbone.n_parameters() or 0}  # frozen YAMNet
 
 
 def count_forest(detectors: dict, files: list[Path], config: Config, progress: bool) -> dict:
