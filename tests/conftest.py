@@ -30,17 +30,18 @@ def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("YAMCAP_CACHE", str(tmp_path / "cache"))
 
 
+def require_shared(env: str, default: str, what: str) -> Path:
+    p = shared_path(env, default)
+    if p is None:
+        pytest.skip(f"{what} not available (set {env} or put ../shared beside the repo)")
+    return p
+
+
 @pytest.fixture(scope="session")
 def real_yamnet() -> Path:
-    p = shared_path("YAMCAP_YAMNET", "shared/models/yamnet")
-    if p is None:
-        pytest.skip("real YAMNet not available (set YAMCAP_YAMNET or put ../shared beside the repo)")
-    return p
+    return require_shared("YAMCAP_YAMNET", "shared/models/yamnet", "real YAMNet")
 
 
 @pytest.fixture(scope="session")
 def real_data() -> Path:
-    p = shared_path("YAMCAP_DATA", "shared/data/capuchin")
-    if p is None:
-        pytest.skip("real data not available (set YAMCAP_DATA or put ../shared beside the repo)")
-    return p
+    return require_shared("YAMCAP_DATA", "shared/data/capuchin", "real data")
