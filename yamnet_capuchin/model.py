@@ -159,7 +159,7 @@ def load_model(
         if not handle:
             stored_handle = stored.get("handle", "")
             handle = stored_handle if stored_handle and Path(stored_handle).exists() else resolve_yamnet_handle()
-        backbone = YamnetBackbone(handle, runtime or "auto")
+        backbone = YamnetBackbone(handle, runtime or "auto").load()  # an unloadable handle fails first
         for note in check_compatible(stored, backbone.identity(), what=str(model_dir)):
             warnings.warn(note, YamcapWarning, stacklevel=2)
         config.backbone.handle = backbone.handle
