@@ -136,8 +136,8 @@ class YamnetBackbone:
             raise ModelError(f"runtime 'tflite' needs a .tflite file, got '{self.handle}'")
         self.runtime = runtime
         if threads is None and runtime == "tflite" and not os.environ.get("YAMCAP_THREADS"):
-            # leave a core to the decoding thread: on 2 cores, counting the 40 forest recordings
-            # ran at 730x real time with 1 TFLite thread and 570-656x with 2
+            # leave a core to the decoding thread: on 2 cores, counting ran at 909x real time
+            # with 1 TFLite thread and 635x with 2 (yamcap benchmark, first 10 forest recordings)
             threads = max(1, default_threads() - 1)
         self.threads = threads or default_threads()
         self._model = None

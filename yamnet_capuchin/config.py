@@ -57,7 +57,8 @@ class DataConfig:
 class HeadConfig:
     hidden_units: int = 512
     dropout: float = 0.3
-    # "max" won a source-grouped 5-fold CV on train+val (see README); "auto" = best on validation
+    # "max" won a source-grouped 5-fold CV on train+val (benchmarks/head_cv.py, README);
+    # "auto" = best on the (small) validation split
     pooling: str = "max"
     learning_rate: float = 2e-3
     batch_size: int = 128
@@ -68,7 +69,7 @@ class HeadConfig:
 
 @dataclass
 class AugmentConfig:
-    enabled: bool = True  # helped in source-grouped CV on train+val (see README)
+    enabled: bool = True  # harmless in CV on train+val; see README for what was and was not shown
     copies: int = 2  # augmented copies per training clip
     snr_db_min: float = 0.0  # clip mixed into negative audio at an SNR drawn from this range
     snr_db_max: float = 20.0
