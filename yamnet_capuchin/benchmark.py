@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, load_audio
+from .audio import SAMPLE_RATE
 from .config import Config
 from .fileio import atomic_write_json, atomic_write_text
 

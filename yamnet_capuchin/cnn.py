@@ -170,7 +170,6 @@ class CNNDetector:
         from .backbones import import_tensorflow
 
         import_tensorflow()
-        import keras
 
         c = config.cnn
         length = int(meta["selected_length"])

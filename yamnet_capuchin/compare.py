@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from .config import Config
 from .dataset import Clip, read_manifest
 from .errors import YamcapError
 from .events import detect_events, notebook_rule_events
-from .fileio import AUDIO_EXTENSIONS, atomic_write_json, atomic_write_text, save_figure
+from .fileio import atomic_write_json, atomic_write_text, expand_audio_paths, save_figure
 from .metrics import classification_metrics
 from .model import load_model, staging_dir
 from .progress import progress_bar
@@ -108,7 +109,6 @@ SOUNDSCAPE_KEYS = ("event_precision", "event_recall", "event_f1", "event_tp", "e
 def evaluate_soundscapes(dets: dict, soundscapes: Path, config: Config, progress: bool) -> dict:
     """Event and count metrics of each model, with its own events and with the notebook rule."""
     from .evaluation import evaluate_detector, read_truth_any
-    from .fileio import expand_audio_paths
 
     truth_path = soundscapes / "truth.csv" if (soundscapes / "truth.csv").exists() else soundscapes
     truth = read_truth_any(truth_path)
@@ -157,8 +157,6 @@ def run_compare(data_dir: str | Path, out_dir: str | Path, config: Config, yamne
     curves = {}
     for name, det in dets.items():
         mdir = yamnet_model if name == "yamnet" else cnn_model
-        import json
-
         train_metrics = json.loads((mdir / "metrics.json").read_text())
         ev = evaluate_clips(det, test_y, config.audio.backend, progress)
         curves[name] = (np.array(ev["labels"]), np.array(ev["scores"]))
@@ -169,7 +167,7 @@ def run_compare(data_dir: str | Path, out_dir: str | Path, config: Config, yamne
         }
     forest_dir = forest or find_forest_dir(data_dir)
     if forest_dir is not None:
-        files = sorted(p for p in Path(forest_dir).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+        files = expand_audio_paths([forest_dir])
         counts = count_forest(dets, files, config, progress)
         report["forest"] = {
             "dir": str(forest_dir), "counts": counts,
@@ -181,16 +179,10 @@ def run_compare(data_dir: str | Path, out_dir: str | Path, config: Config, yamne
     with staging_dir(out_dir) as tmp:
         atomic_write_json(tmp / "report.json", report)
         config.save(tmp / "config.toml")
-        from .plots import counts_bar, roc_pr_curves, training_curves
+        from .plots import counts_bar, roc_pr_curves
 
         save_figure(roc_pr_curves(curves), tmp / "roc_pr.png")
-        hist = {}
         for name, mdir in (("yamnet", yamnet_model), ("cnn", cnn_model)):
-            import json
-
-            m = json.loads((mdir / "metrics.json").read_text())
-            if "history" in m:
-                hist[name] = m["history"]
             if (mdir / "training_curve.png").exists():
                 shutil.copy(mdir / "training_curve.png", tmp / f"training_curve_{name}.png")
         if "forest" in report:
