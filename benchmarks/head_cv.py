@@ -64,11 +64,8 @@ def main() -> None:
                 if clips[i].is_segment:
                     continue
                 for copy in range(copies):
-                    r = np.random.default_rng([args.seed, int(i), copy])
-                    candidates = [p for p in noise if p != clips[i].path]
-                    pick = candidates[int(r.integers(len(candidates)))]
-                    fx.append(embedder.embed_augmented(clips[i].path, pick, {"seed": int(r.integers(2**31))},
-                                                       AugmentConfig()).embeddings)
+                    aug = embedder.augmented_copy(clips[i].path, noise, AugmentConfig(), [args.seed, int(i), copy])
+                    fx.append(aug.embeddings)
                     fy.append(y[i])
             head = FrameHead(pooling=pooling, seed=args.seed, **params)
             head.fit(fx, np.array(fy), [x[i] for i in stop], y[stop])

@@ -82,6 +82,14 @@ class ClipEmbedder:
             self.cache.put(key, frames)
         return frames
 
+    def augmented_copy(self, path: Path, noise_pool: Sequence[Path], aug: AugmentConfig, rng_key) -> Frames:
+        """One augmented copy of ``path``, mixed into a noise file drawn from ``noise_pool``
+        (never the clip itself); ``rng_key`` (e.g. ``[seed, clip index, copy]``) fixes every draw."""
+        rng = np.random.default_rng(rng_key)
+        candidates = [p for p in noise_pool if p != path]
+        noise = candidates[int(rng.integers(len(candidates)))] if candidates else None
+        return self.embed_augmented(path, noise, {"seed": int(rng.integers(2**31))}, aug)
+
     def embed_many(self, clips: Sequence, description: str = "Embedding", progress: bool = True):
         """Frames per clip, and a list of (path, error message) for files that failed."""
         from .errors import AudioError

@@ -138,11 +138,7 @@ def _augmented(kept, embedder: ClipEmbedder, config: Config, progress: bool):
         task = bar.add_task("Augmenting", total=len(train) * aug.copies) if bar else None
         for i, (clip, _) in enumerate(train):
             for copy in range(aug.copies):
-                rng = np.random.default_rng([config.seed, i, copy])
-                candidates = [p for p in noise_pool if p != clip.path]
-                noise = candidates[int(rng.integers(len(candidates)))] if candidates else None
-                params = {"seed": int(rng.integers(2**31))}
-                frames = embedder.embed_augmented(clip.path, noise, params, aug)
+                frames = embedder.augmented_copy(clip.path, noise_pool, aug, [config.seed, i, copy])
                 xs.append(frames.embeddings)
                 ys.append(clip.label)
                 if bar:
