@@ -59,7 +59,7 @@ def main() -> None:
             inner = np.isin(groups[train], rng.choice(srcs, size=max(2, len(srcs) // 7), replace=False))
             fit, stop = train[~inner], train[inner]
             fx, fy = [x[i] for i in fit], list(y[fit])
-            noise = [clips[i].path for i in fit if y[i] == 0]
+            noise = sorted({clips[i].path for i in fit if y[i] == 0})  # as training draws it
             for i in fit:
                 if clips[i].is_segment:
                     continue
