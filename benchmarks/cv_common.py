@@ -58,14 +58,10 @@ class TrainVal:
         """A head trained as ``yamcap train`` trains it: on ``fit`` plus ``copies`` augmented
         copies of each of its clips (noise drawn from its negatives), stopped early on ``stop``."""
         bags, labels = [self.x[i] for i in fit], list(self.y[fit])
-        noise = sorted({self.clips[i].path for i in fit if self.y[i] == 0})
-        for i in fit:
-            if self.clips[i].is_segment:
-                continue
-            for copy in range(copies):
-                aug = self.embedder.augmented_copy(self.clips[i].path, noise, AugmentConfig(), [seed, int(i), copy])
-                bags.append(aug.embeddings)
-                labels.append(self.y[i])
+        whole = [i for i in fit if not self.clips[i].is_segment]  # ids: index among all clips
+        for frames, label in self.embedder.training_copies([self.clips[i] for i in fit], AugmentConfig(), copies, seed, whole):
+            bags.append(frames.embeddings)
+            labels.append(label)
         head = FrameHead(seed=seed, **params)
         return head.fit(bags, np.array(labels), [self.x[i] for i in stop], self.y[stop])
 

@@ -90,6 +90,17 @@ class ClipEmbedder:
         noise = candidates[int(rng.integers(len(candidates)))] if candidates else None
         return self.embed_augmented(path, noise, {"seed": int(rng.integers(2**31))}, aug)
 
+    def training_copies(self, clips: Sequence, aug: AugmentConfig, copies: int, seed: int, ids: Sequence[int] | None = None):
+        """Augmented copies of a training set, as ``yamcap train`` makes them: ``copies`` per
+        whole clip (background segments get none), each mixed into a negative file of the same
+        set. ``ids`` (one per whole clip, default its position among them) with ``seed`` and the
+        copy number fix every draw. Yields (frames, label) pairs."""
+        noise_pool = sorted({c.path for c in clips if c.label == 0})
+        originals = [c for c in clips if not c.is_segment]
+        for clip_id, clip in zip(range(len(originals)) if ids is None else ids, originals):
+            for copy in range(copies):
+                yield self.augmented_copy(clip.path, noise_pool, aug, [seed, int(clip_id), copy]), clip.label
+
     def embed_many(self, clips: Sequence, description: str = "Embedding", progress: bool = True):
         """Frames per clip, and a list of (path, error message) for files that failed."""
         from .errors import AudioError

@@ -128,19 +128,15 @@ def train_yamnet(
 
 
 def _augmented(kept, embedder: ClipEmbedder, config: Config, progress: bool):
-    """Augmented copies of the training clips, each mixed into a random negative training
-    clip or call-free training background recording."""
-    aug = config.augment
-    train = [(c, f) for c, f in kept if c.split == "train" and not c.is_segment]
-    noise_pool = sorted({c.path for c, _ in kept if c.split == "train" and c.label == 0})
+    """Augmented copies of the training clips (:meth:`ClipEmbedder.training_copies`)."""
+    train = [c for c, _ in kept if c.split == "train"]
+    n_copies = sum(not c.is_segment for c in train) * config.augment.copies
     xs, ys = [], []
     with progress_bar(progress) as bar:
-        task = bar.add_task("Augmenting", total=len(train) * aug.copies) if bar else None
-        for i, (clip, _) in enumerate(train):
-            for copy in range(aug.copies):
-                frames = embedder.augmented_copy(clip.path, noise_pool, aug, [config.seed, i, copy])
-                xs.append(frames.embeddings)
-                ys.append(clip.label)
-                if bar:
-                    bar.advance(task)
+        task = bar.add_task("Augmenting", total=n_copies) if bar else None
+        for frames, label in embedder.training_copies(train, config.augment, config.augment.copies, config.seed):
+            xs.append(frames.embeddings)
+            ys.append(label)
+            if bar:
+                bar.advance(task)
     return xs, np.array(ys)
