@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from yamnet_capuchin.head import FrameHead, pad_bags
+from yamnet_capuchin.head import FrameHead, pad_bags, with_context
 
 
 def _bags(n, rng, shift):
@@ -35,6 +35,35 @@ def test_fit_predict_save_load(data, pooling, tmp_path):
     assert np.allclose(again.predict(x), scores)
     f = head.frame_scores(x[0])
     assert f.shape == (x[0].shape[0],) and ((f >= 0) & (f <= 1)).all()
+
+
+def test_with_context_appends_neighbour_mean():
+    e = np.arange(12, dtype=np.float32).reshape(4, 3)  # frame t holds 3t, 3t+1, 3t+2
+    c1 = with_context(e, 1)
+    assert c1.shape == (4, 6) and np.array_equal(c1[:, :3], e)
+    assert np.allclose(c1[1, 3:], (e[0] + e[2]) / 2)
+    assert np.allclose(c1[0, 3:], (e[0] + e[1]) / 2)  # the clip's first frame stands in for t-1
+    assert np.allclose(with_context(e, 2)[3, 3:], (e[1] + e[2] + e[3] + e[3]) / 4)
+    assert with_context(e, 0) is e
+    assert with_context(e[:1], 1).shape == (1, 6)
+
+
+def test_context_head_uses_frame_order(data, tmp_path):
+    """With context the score of a frame changes with its neighbours, and the parameter
+    survives save/load."""
+    x, y = data
+    head = FrameHead(hidden_units=8, pooling="max", context=1, max_epochs=30, patience=30, batch_size=16)
+    head.fit(x, y, x[::4], y[::4])
+    scores = head.predict(x)
+    assert scores[y == 1].min() > scores[y == 0].max()
+    assert head.weights_["w1"].shape == (32, 8)
+    bag = np.concatenate([x[0], x[-1]])  # positive frames, then negative ones
+    alone = head.frame_scores(x[0])
+    mixed = head.frame_scores(bag)[: len(x[0])]
+    assert not np.allclose(alone[-1], mixed[len(x[0]) - 1])  # last positive frame now has a negative neighbour
+    head.save(tmp_path / "h.npz")
+    again = FrameHead.load(tmp_path / "h.npz", **head.get_params())
+    assert again.context == 1 and np.allclose(again.predict(x), scores)
 
 
 def test_numpy_inference_matches_keras_model(data):

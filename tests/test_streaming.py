@@ -10,10 +10,11 @@ from yamnet_capuchin.model import YamnetDetector
 from yamnet_capuchin.streaming import stream_frame_scores
 
 
-def random_head(dim=1024, hidden=16, seed=0):
+def random_head(dim=1024, hidden=16, seed=0, context=0):
     rng = np.random.default_rng(seed)
-    head = FrameHead(hidden_units=hidden, pooling="max")
-    head.weights_ = {"w1": rng.standard_normal((dim, hidden)).astype(np.float32) * 0.05,
+    head = FrameHead(hidden_units=hidden, pooling="max", context=context)
+    width = dim * (2 if context else 1)
+    head.weights_ = {"w1": rng.standard_normal((width, hidden)).astype(np.float32) * 0.05,
                      "b1": np.zeros(hidden, np.float32),
                      "w2": rng.standard_normal(hidden).astype(np.float32), "b2": np.zeros(1, np.float32)}
     return head
@@ -33,6 +34,22 @@ def test_blockwise_equals_whole_file(detector, tmp_path, seconds, block_seconds)
     assert np.array_equal(fs.start_s, whole_t)
     assert np.allclose(fs.scores, whole_s, rtol=0, atol=1e-6)
     assert fs.duration_s == pytest.approx(seconds, abs=1e-3)
+
+
+@pytest.mark.parametrize("context", [1, 2])
+@pytest.mark.parametrize("seconds", [61.3, 0.5, 7.68 * 3 + 0.495])
+def test_blockwise_equals_whole_file_with_context(tiny_yamnet, tmp_path, seconds, context):
+    """Scores that depend on neighbouring frames: blocks overlap by the context, so a frame at a
+    block edge sees the same neighbours as in a whole-file pass."""
+    det = YamnetDetector(random_head(context=context), 0.5, Config(), {}, YamnetBackbone(str(tiny_yamnet)))
+    path = write(tmp_path / "s.wav", soundscape(seconds, [1.0, 30.0]) if seconds > 4 else soundscape(seconds, []))
+    whole_t, whole_s = det.frame_scores(load_audio(path))
+    for block_seconds in (1.0, 5.0, 7.7):
+        fs = stream_frame_scores(det, path, block_seconds=block_seconds)
+        assert np.array_equal(fs.start_s, whole_t)
+        # float noise between block and whole-file embeddings is ~2e-6; edge frames that
+        # missed a neighbour would be off by ~1e-2
+        assert np.allclose(fs.scores, whole_s, rtol=0, atol=1e-5)
 
 
 def test_blockwise_equals_whole_file_real_yamnet(real_yamnet, tmp_path):

@@ -65,6 +65,7 @@ class HeadConfig:
     max_epochs: int = 200
     patience: int = 10  # early stopping on validation loss, best weights restored
     balance_classes: bool = True  # weight classes inversely to their frequency
+    context: int = 0  # frames on each side whose mean embedding joins each frame's input
 
 
 @dataclass

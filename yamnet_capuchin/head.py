@@ -1,6 +1,9 @@
 """A small trainable head on frozen frame embeddings (scikit-learn style: fit / predict / save / load).
 
 Per frame: Dense(hidden, ReLU) -> Dropout -> Dense(1, sigmoid) gives a frame score in [0, 1].
+With ``context`` = c > 0 each frame's input is its embedding followed by the mean embedding of
+its c neighbours on either side (edges repeat the end frames): a Capuchinbird call lasts 2–3 s,
+longer than one 0.96 s frame, and its growl-then-stack shape spans neighbouring frames.
 Per clip: frame scores are pooled (``mean``, ``max`` or ``attention``) into a clip score; the
 head is trained with clip labels on that pooled score (binary cross-entropy, classes
 weighted by inverse frequency, early stopping on validation loss).
@@ -23,6 +26,19 @@ POOLINGS = ("mean", "max", "attention")
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # stable for large |x|
+
+
+def with_context(embeddings: np.ndarray, context: int) -> np.ndarray:
+    """(F, D) embeddings -> (F, 2D): each frame, then the mean of frames t-c..t+c other than t
+    (indices clamped to the clip, i.e. the end frames repeat). ``context`` = 0: unchanged."""
+    if context <= 0:
+        return embeddings
+    n = embeddings.shape[0]
+    idx = np.arange(n)
+    neighbours = np.zeros_like(embeddings, dtype=np.float32)
+    for offset in [o for o in range(-context, context + 1) if o != 0]:
+        neighbours += embeddings[np.clip(idx + offset, 0, n - 1)]
+    return np.concatenate([embeddings, neighbours / (2 * context)], axis=1).astype(np.float32)
 
 
 def pad_bags(bags: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -54,6 +70,7 @@ class FrameHead:
         max_epochs: int = 200,
         patience: int = 15,
         balance_classes: bool = True,
+        context: int = 0,
         seed: int = 0,
     ):
         if pooling not in POOLINGS:
@@ -66,6 +83,7 @@ class FrameHead:
         self.max_epochs = max_epochs
         self.patience = patience
         self.balance_classes = balance_classes
+        self.context = int(context)
         self.seed = seed
         self.weights_: dict[str, np.ndarray] | None = None
         self.history_: dict[str, list[float]] = {}
@@ -82,9 +100,9 @@ class FrameHead:
 
         keras.utils.set_random_seed(self.seed)
         tf.config.experimental.enable_op_determinism()  # same seed, same head
-        net = self._build(bags[0].shape[1])
-        x, m = pad_bags(bags)
-        vx, vm = pad_bags(val_bags)
+        x, m = pad_bags([with_context(b, self.context) for b in bags])
+        vx, vm = pad_bags([with_context(b, self.context) for b in val_bags])
+        net = self._build(x.shape[2])
         y = np.asarray(labels, np.float32)[:, None]
         vy = np.asarray(val_labels, np.float32)[:, None]
         weights = np.ones(len(y), np.float32)
@@ -145,17 +163,20 @@ class FrameHead:
             raise ModelError("head is not trained: call fit() or load() first")
         return self.weights_
 
+    def _forward(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Hidden activations (F, H) and frame scores (F,) of (F, D) embeddings."""
+        w = self._check_fitted()
+        h = np.maximum(with_context(embeddings, self.context) @ w["w1"] + w["b1"], 0.0)
+        return h, _sigmoid(h @ w["w2"] + w["b2"])
+
     def frame_scores(self, embeddings: np.ndarray) -> np.ndarray:
         """(F, D) embeddings -> (F,) frame scores in [0, 1]."""
-        w = self._check_fitted()
-        h = np.maximum(embeddings @ w["w1"] + w["b1"], 0.0)
-        return _sigmoid(h @ w["w2"] + w["b2"]).astype(np.float32)
+        return self._forward(embeddings)[1].astype(np.float32)
 
     def clip_score(self, embeddings: np.ndarray) -> float:
         """(F, D) embeddings of one clip -> pooled clip score in [0, 1]."""
         w = self._check_fitted()
-        h = np.maximum(embeddings @ w["w1"] + w["b1"], 0.0)
-        p = _sigmoid(h @ w["w2"] + w["b2"])
+        h, p = self._forward(embeddings)
         if self.pooling == "mean":
             return float(p.mean())
         if self.pooling == "max":
@@ -172,7 +193,7 @@ class FrameHead:
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in (
             "hidden_units", "dropout", "pooling", "learning_rate", "batch_size",
-            "max_epochs", "patience", "balance_classes", "seed")}
+            "max_epochs", "patience", "balance_classes", "context", "seed")}
 
     def save(self, path: str | Path) -> None:
         """Weights to one ``.npz`` (written atomically)."""

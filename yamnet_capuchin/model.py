@@ -70,6 +70,11 @@ class YamnetDetector:
     def frame_count(self, n_samples: int) -> int:
         return self.backbone.frame_count(n_samples)
 
+    @property
+    def context_frames(self) -> int:
+        """Neighbouring frames on each side that a frame's score depends on."""
+        return self.head.context
+
     def frame_scores(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         frames = self.backbone.embed(waveform)
         return frames.start_s, self.head.frame_scores(frames.embeddings)

@@ -2,7 +2,10 @@
 
 The file is read in blocks that overlap by ``window - hop`` samples, each block holding a
 whole number of frames, so every frame of a whole-file pass is computed exactly once, from
-exactly the same samples: frame times and scores equal the whole-file ones.
+exactly the same samples: frame times and scores equal the whole-file ones. A detector whose
+frame score also depends on ``c`` neighbouring frames on each side (``context_frames``) gets
+blocks overlapping by ``2c`` more frames; only frames whose neighbours all lie in the block
+(or beyond the file's ends) are kept.
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ def block_frames(block_seconds: float, hop_samples: int) -> int:
 
 
 def block_layout(detector, block_seconds: float) -> tuple[int, int, int]:
-    """(frames per block, block length, overlap) in samples, so blocks hold whole frames."""
+    """(new frames per block, block length, overlap) in samples, so blocks hold whole frames:
+    each block holds its new frames plus ``2 * context_frames`` shared with the next one."""
     window, hop = detector.window_samples, detector.hop_samples
     n_frames = block_frames(block_seconds, hop)
-    return n_frames, (n_frames - 1) * hop + window, window - hop
+    margin = 2 * getattr(detector, "context_frames", 0)
+    return n_frames, (n_frames + margin - 1) * hop + window, window - hop + margin * hop
 
 
 def stream_frame_scores(detector, path: str | Path, block_seconds: float = 120.0,
@@ -50,23 +55,26 @@ def stream_frame_scores(detector, path: str | Path, block_seconds: float = 120.0
     out by :func:`block_layout` with the same ``block_seconds``.
     """
     hop = detector.hop_samples
+    context = getattr(detector, "context_frames", 0)
     n_frames, block_samples, overlap = block_layout(detector, block_seconds)
-    starts, scores = [], []
+    scores = []
     emitted = 0
     total = 0
     if blocks is None:
         blocks = iter_blocks(path, block_samples, overlap, audio_backend)
     for block in blocks:
         total = block.start + block.samples.size
-        expected = n_frames if not block.is_last else detector.frame_count(total) - emitted
+        # Block k holds the file's frames k*n .. k*n + n + 2c - 1; it emits those from the
+        # first not yet emitted (k*n + c, or 0 in the first block) on.
+        first = emitted - block.start // hop
+        expected = n_frames + context - first if not block.is_last else detector.frame_count(total) - emitted
         if expected <= 0:
             break
-        t, s = detector.frame_scores(block.samples)
-        starts.append(np.asarray(t[:expected], dtype=np.float64) + block.start / SAMPLE_RATE)
-        scores.append(np.asarray(s[:expected], dtype=np.float32))
-        emitted += min(expected, len(s))
+        _, s = detector.frame_scores(block.samples)
+        scores.append(np.asarray(s[first:first + expected], dtype=np.float32))
+        emitted += scores[-1].size
     # Frame i starts at i * hop: computed once for the file, so no float drift across blocks.
-    start_s = frame_times(sum(s.size for s in starts), hop, SAMPLE_RATE)
+    start_s = frame_times(emitted, hop, SAMPLE_RATE)
     return FrameScores(start_s, np.concatenate(scores) if scores else np.zeros(0, np.float32), total / SAMPLE_RATE)
 
 
