@@ -54,10 +54,14 @@ class TrainVal:
         held = np.isin(self.groups[idx], rng.choice(sources, size=max(2, len(sources) // 7), replace=False))
         return idx[~held], idx[held]
 
-    def fit_head(self, fit: np.ndarray, stop: np.ndarray, copies: int, params: dict, seed: int = 0) -> FrameHead:
+    def fit_head(self, fit: np.ndarray, stop: np.ndarray, copies: int, params: dict, seed: int = 0,
+                 extra_negatives: list | None = None) -> FrameHead:
         """A head trained as ``yamcap train`` trains it: on ``fit`` plus ``copies`` augmented
-        copies of each of its clips (noise drawn from its negatives), stopped early on ``stop``."""
+        copies of each of its clips (noise drawn from its negatives), stopped early on ``stop``;
+        ``extra_negatives``: more (F, D) bags labelled 0, added to the fitting set."""
         bags, labels = [self.x[i] for i in fit], list(self.y[fit])
+        bags += list(extra_negatives or [])
+        labels += [0] * len(extra_negatives or [])
         whole = [i for i in fit if not self.clips[i].is_segment]  # ids: index among all clips
         for frames, label in self.embedder.training_copies([self.clips[i] for i in fit], AugmentConfig(), copies, seed, whole):
             bags.append(frames.embeddings)
@@ -67,6 +71,26 @@ class TrainVal:
 
     def scores(self, head: FrameHead, idx: np.ndarray) -> np.ndarray:
         return head.predict([self.x[i] for i in idx])
+
+
+def mine_negatives(head: FrameHead, recordings: list, low: float = 0.05, guard_s: float = 6.0,
+                   clip_s: float = 3.0, window_s: float = 0.96) -> list[np.ndarray]:
+    """Pseudo-negative segments of unlabelled recordings: the ``clip_s`` segments whose centre
+    lies more than ``guard_s`` from every frame ``head`` scores above ``low``.
+
+    recordings: their YAMNet frames (:class:`~yamnet_capuchin.backbones.Frames`). Returns the
+    segments' (F, D) embeddings."""
+    out = []
+    for frames in recordings:
+        hot = frames.start_s[head.frame_scores(frames.embeddings) > low]
+        for k in range(int((frames.start_s[-1] + window_s) // clip_s)):
+            a = k * clip_s
+            if hot.size and np.min(np.abs(hot - (a + clip_s / 2))) < guard_s:
+                continue
+            keep = (frames.start_s >= a) & (frames.start_s + window_s <= a + clip_s)
+            if keep.any():
+                out.append(frames.embeddings[keep])
+    return out
 
 
 def f1_at(labels: np.ndarray, scores: np.ndarray, thresholds: np.ndarray | float) -> tuple[float, int, int]:
