@@ -59,9 +59,8 @@ class TrainVal:
         """A head trained as ``yamcap train`` trains it: on ``fit`` plus ``copies`` augmented
         copies of each of its clips (noise drawn from its negatives), stopped early on ``stop``;
         ``extra_negatives``: more (F, D) bags labelled 0, added to the fitting set."""
-        bags, labels = [self.x[i] for i in fit], list(self.y[fit])
-        bags += list(extra_negatives or [])
-        labels += [0] * len(extra_negatives or [])
+        extra = list(extra_negatives or [])
+        bags, labels = [self.x[i] for i in fit] + extra, list(self.y[fit]) + [0] * len(extra)
         whole = [i for i in fit if not self.clips[i].is_segment]  # ids: index among all clips
         for frames, label in self.embedder.training_copies([self.clips[i] for i in fit], AugmentConfig(), copies, seed, whole):
             bags.append(frames.embeddings)

@@ -24,23 +24,23 @@ from yamnet_capuchin.dataset import read_manifest
 from yamnet_capuchin.fileio import expand_audio_paths
 from yamnet_capuchin.metrics import best_f1_threshold
 
-# name: (augmented copies per clip, head parameters differing from configs/default.toml)
+# name: (augmented copies per clip, head parameters differing from configs/default.toml,
+#        whether to add negatives mined from unlabelled forest audio)
+# Mined negatives (self-training): in each fold a first head scores the forest recordings that
+# are neither a background source of the manifest nor one of --not-mined; the 3 s segments far
+# from any frame above 0.05 join the fitting set as negatives; a second head is trained from scratch.
 VARIANTS = {
-    "mean pooling": (0, {"pooling": "mean"}),
-    "attention pooling": (0, {"pooling": "attention"}),
-    "max pooling": (0, {"pooling": "max"}),
-    "max pooling + augmentation (default)": (2, {}),
-    "default, 128 hidden units, dropout 0.5": (2, {"hidden_units": 128, "dropout": 0.5}),
-    "default, batch size 32": (2, {"batch_size": 32}),
-    "default, classes not re-weighted": (2, {"balance_classes": False}),
-    "default + context 1": (2, {"context": 1}),
-    "default + context 2": (2, {"context": 2}),
+    "mean pooling": (0, {"pooling": "mean"}, False),
+    "attention pooling": (0, {"pooling": "attention"}, False),
+    "max pooling": (0, {"pooling": "max"}, False),
+    "max pooling + augmentation (default)": (2, {}, False),
+    "default, 128 hidden units, dropout 0.5": (2, {"hidden_units": 128, "dropout": 0.5}, False),
+    "default, batch size 32": (2, {"batch_size": 32}, False),
+    "default, classes not re-weighted": (2, {"balance_classes": False}, False),
+    "default + context 1": (2, {"context": 1}, False),
+    "default + context 2": (2, {"context": 2}, False),
+    "default + mined forest negatives": (2, {}, True),
 }
-# Self-training on unlabelled forest audio: in each fold the default head scores the forest
-# recordings that are neither a background source of the manifest nor one of --not-mined; the
-# 3 s segments far from any frame above 0.05 join the fitting set as negatives; a second head
-# is then trained from scratch.
-MINED = "default + mined forest negatives"
 # backgrounds of the README's test soundscapes: never used for training
 TEST_SOUNDSCAPE_BACKGROUNDS = "recording_12,recording_13,recording_24,recording_90"
 
@@ -61,7 +61,7 @@ def main() -> None:
           f"x {args.repeats} repeats")
     print(f"{'variant':40s} {'ROC-AUC':>8s} {'PR-AUC':>8s} {'F1':>7s} {'FP':>5s} {'FN':>5s}  (mean over repeats)")
     defaults = vars(Config().head)
-    for name, (copies, overrides) in [*VARIANTS.items(), (MINED, (2, {}))]:
+    for name, (copies, overrides, mined) in VARIANTS.items():
         if args.only and name not in args.only:
             continue
         t0 = time.perf_counter()
@@ -70,9 +70,10 @@ def main() -> None:
             scores, thresholds = np.zeros(len(every)), np.zeros(len(every))
             for k, (train, held_out) in enumerate(data.folds(every, args.folds, repeat)):
                 fit, stop = data.stop_split(train, k)
-                head = data.fit_head(fit, stop, copies, {**defaults, **overrides})
-                if name == MINED:
-                    head = data.fit_head(fit, stop, copies, defaults, extra_negatives=mine_negatives(head, forest))
+                params = {**defaults, **overrides}
+                head = data.fit_head(fit, stop, copies, params)
+                if mined:
+                    head = data.fit_head(fit, stop, copies, params, extra_negatives=mine_negatives(head, forest))
                 scores[held_out] = data.scores(head, held_out)
                 thresholds[held_out] = best_f1_threshold(data.y[stop], data.scores(head, stop))
             f1, fp, fn = f1_at(data.y, scores, thresholds)
