@@ -7,7 +7,7 @@ is never loaded, so these experiments can choose settings without touching it.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +20,34 @@ from yamnet_capuchin.dataset import read_manifest
 from yamnet_capuchin.features import ClipEmbedder
 from yamnet_capuchin.head import FrameHead
 
+INPUTS = ("embeddings", "embeddings+scores")
+
+
+def head_inputs(frames, inputs: str = "embeddings") -> np.ndarray:
+    """What the head sees per frame, (F, D): the YAMNet embeddings (as ``yamcap train``), or
+    (an experiment) the embeddings followed by the 521 AudioSet scores, scaled by 4 to about
+    the embeddings' range."""
+    if inputs == "embeddings":
+        return frames.embeddings
+    if inputs == "embeddings+scores":
+        return np.concatenate([frames.embeddings, 4 * frames.class_scores], axis=1).astype(np.float32)
+    raise ValueError(f"inputs must be one of {INPUTS}, got '{inputs}'")
+
 
 @dataclass
 class TrainVal:
     """The train + validation clips of a manifest with their cached YAMNet frames."""
 
     clips: list
-    x: list  # (F_i, 1024) embeddings per clip
+    frames: list  # YAMNet Frames per clip
     y: np.ndarray  # (N,) 0/1
     groups: np.ndarray  # (N,) source recording per clip
     embedder: ClipEmbedder
+    inputs: str = "embeddings"  # see head_inputs; dataclasses.replace(data, inputs=...) switches
+    x: list = field(init=False)  # (F_i, D) head inputs per clip
+
+    def __post_init__(self):
+        self.x = [head_inputs(f, self.inputs) for f in self.frames]
 
     @classmethod
     def load(cls, manifest: Path) -> TrainVal:
@@ -37,7 +55,7 @@ class TrainVal:
         clips = [c for c in read_manifest(manifest) if c.split in ("train", "val")]
         embedder = ClipEmbedder(YamnetBackbone(), EmbeddingCache())
         return cls(
-            clips, [embedder.embed_clip(c).embeddings for c in clips],
+            clips, [embedder.embed_clip(c) for c in clips],
             np.array([c.label for c in clips]), np.array([c.source for c in clips]), embedder,
         )
 
@@ -55,15 +73,17 @@ class TrainVal:
         return idx[~held], idx[held]
 
     def fit_head(self, fit: np.ndarray, stop: np.ndarray, copies: int, params: dict, seed: int = 0,
-                 extra_negatives: list | None = None) -> FrameHead:
+                 extra_negatives: list | None = None, extra_positives: list | None = None) -> FrameHead:
         """A head trained as ``yamcap train`` trains it: on ``fit`` plus ``copies`` augmented
         copies of each of its clips (noise drawn from its negatives), stopped early on ``stop``;
-        ``extra_negatives``: more (F, D) bags labelled 0, added to the fitting set."""
-        extra = list(extra_negatives or [])
-        bags, labels = [self.x[i] for i in fit] + extra, list(self.y[fit]) + [0] * len(extra)
+        ``extra_negatives`` / ``extra_positives``: more (F, D) bags labelled 0 / 1, added to the
+        fitting set."""
+        neg, pos = list(extra_negatives or []), list(extra_positives or [])
+        bags = [self.x[i] for i in fit] + pos + neg
+        labels = list(self.y[fit]) + [1] * len(pos) + [0] * len(neg)
         whole = [i for i in fit if not self.clips[i].is_segment]  # ids: index among all clips
         for frames, label in self.embedder.training_copies([self.clips[i] for i in fit], AugmentConfig(), copies, seed, whole):
-            bags.append(frames.embeddings)
+            bags.append(head_inputs(frames, self.inputs))
             labels.append(label)
         head = FrameHead(seed=seed, **params)
         return head.fit(bags, np.array(labels), [self.x[i] for i in stop], self.y[stop])
@@ -73,22 +93,45 @@ class TrainVal:
 
 
 def mine_negatives(head: FrameHead, recordings: list, low: float = 0.05, guard_s: float = 6.0,
-                   clip_s: float = 3.0, window_s: float = 0.96) -> list[np.ndarray]:
+                   clip_s: float = 3.0, window_s: float = 0.96, inputs: str = "embeddings") -> list[np.ndarray]:
     """Pseudo-negative segments of unlabelled recordings: the ``clip_s`` segments whose centre
     lies more than ``guard_s`` from every frame ``head`` scores above ``low``.
 
     recordings: their YAMNet frames (:class:`~yamnet_capuchin.backbones.Frames`). Returns the
-    segments' (F, D) embeddings."""
+    segments' (F, D) head inputs."""
     out = []
     for frames in recordings:
-        hot = frames.start_s[head.frame_scores(frames.embeddings) > low]
+        x = head_inputs(frames, inputs)
+        hot = frames.start_s[head.frame_scores(x) > low]
         for k in range(int((frames.start_s[-1] + window_s) // clip_s)):
             a = k * clip_s
             if hot.size and np.min(np.abs(hot - (a + clip_s / 2))) < guard_s:
                 continue
             keep = (frames.start_s >= a) & (frames.start_s + window_s <= a + clip_s)
             if keep.any():
-                out.append(frames.embeddings[keep])
+                out.append(x[keep])
+    return out
+
+
+def mine_positives(head: FrameHead, recordings: list, high: float = 0.9, half_width: int = 2,
+                   inputs: str = "embeddings") -> list[np.ndarray]:
+    """Pseudo-positive segments of unlabelled recordings: around each frame ``head`` scores
+    above ``high`` (best first, peaks at least ``half_width`` + 2 frames from an earlier one),
+    the frames within ``half_width`` of it (5 frames = 2.9 s, about one call). Returns the
+    segments' (F, D) head inputs."""
+    out = []
+    for frames in recordings:
+        x = head_inputs(frames, inputs)
+        scores = head.frame_scores(x)
+        taken = np.zeros(len(scores), bool)
+        for i in np.argsort(-scores):
+            if scores[i] < high:
+                break
+            if taken[max(0, i - half_width - 1): i + half_width + 2].any():
+                continue
+            lo, hi = max(0, i - half_width), min(len(scores), i + half_width + 1)
+            taken[lo:hi] = True
+            out.append(x[lo:hi])
     return out
 
 

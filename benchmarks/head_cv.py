@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from cv_common import TrainVal, f1_at, mine_negatives
+from cv_common import TrainVal, f1_at, mine_negatives, mine_positives
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from yamnet_capuchin.config import Config
@@ -24,22 +25,36 @@ from yamnet_capuchin.dataset import read_manifest
 from yamnet_capuchin.fileio import expand_audio_paths
 from yamnet_capuchin.metrics import best_f1_threshold
 
-# name: (augmented copies per clip, head parameters differing from configs/default.toml,
-#        whether to add negatives mined from unlabelled forest audio)
-# Mined negatives (self-training): in each fold a first head scores the forest recordings that
-# are neither a background source of the manifest nor one of --not-mined; the 3 s segments far
-# from any frame above 0.05 join the fitting set as negatives; a second head is trained from scratch.
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the table: what differs from ``yamcap train`` with configs/default.toml."""
+
+    copies: int = 2  # augmented copies per clip
+    head: dict = field(default_factory=dict)  # head parameters that differ from the defaults
+    mined_negatives: bool = False
+    mined_positives: float | None = None  # frame score above which forest segments become positives
+    inputs: str = "embeddings"  # cv_common.head_inputs
+
+
+# Mined negatives / positives (self-training): in each fold a first head scores the forest
+# recordings that are neither a background source of the manifest nor one of --not-mined; 3 s
+# segments far from any frame above 0.05 join the fitting set as negatives, and/or 2.9 s segments
+# around frames above the given score as positives; a second head is trained from scratch.
 VARIANTS = {
-    "mean pooling": (0, {"pooling": "mean"}, False),
-    "attention pooling": (0, {"pooling": "attention"}, False),
-    "max pooling": (0, {"pooling": "max"}, False),
-    "max pooling + augmentation (default)": (2, {}, False),
-    "default, 128 hidden units, dropout 0.5": (2, {"hidden_units": 128, "dropout": 0.5}, False),
-    "default, batch size 32": (2, {"batch_size": 32}, False),
-    "default, classes not re-weighted": (2, {"balance_classes": False}, False),
-    "default + context 1": (2, {"context": 1}, False),
-    "default + context 2": (2, {"context": 2}, False),
-    "default + mined forest negatives": (2, {}, True),
+    "mean pooling": Variant(0, {"pooling": "mean"}),
+    "attention pooling": Variant(0, {"pooling": "attention"}),
+    "max pooling": Variant(0, {"pooling": "max"}),
+    "max pooling + augmentation (default)": Variant(),
+    "default, 128 hidden units, dropout 0.5": Variant(head={"hidden_units": 128, "dropout": 0.5}),
+    "default, batch size 32": Variant(head={"batch_size": 32}),
+    "default, classes not re-weighted": Variant(head={"balance_classes": False}),
+    "default + context 1": Variant(head={"context": 1}),
+    "default + context 2": Variant(head={"context": 2}),
+    "default + mined forest negatives": Variant(mined_negatives=True),
+    "default, 4 augmented copies": Variant(copies=4),
+    "default + AudioSet scores as inputs": Variant(inputs="embeddings+scores"),
+    "default + mined forest positives (> 0.9)": Variant(mined_positives=0.9),
 }
 # backgrounds of the README's test soundscapes: never used for training
 TEST_SOUNDSCAPE_BACKGROUNDS = "recording_12,recording_13,recording_24,recording_90"
@@ -54,26 +69,30 @@ def main() -> None:
     parser.add_argument("--not-mined", default=TEST_SOUNDSCAPE_BACKGROUNDS,
                         help="forest recordings (stems) kept out of the mined negatives")
     args = parser.parse_args()
-    data = TrainVal.load(args.manifest)
-    forest = unlabelled_forest(args.manifest, data, args.not_mined.split(","))
-    every = np.arange(len(data.y))
-    print(f"{len(every)} train+val clips, {len(set(data.groups))} sources, {args.folds} source-grouped folds "
+    loaded = TrainVal.load(args.manifest)
+    forest = unlabelled_forest(args.manifest, loaded, args.not_mined.split(","))
+    every = np.arange(len(loaded.y))
+    print(f"{len(every)} train+val clips, {len(set(loaded.groups))} sources, {args.folds} source-grouped folds "
           f"x {args.repeats} repeats")
     print(f"{'variant':40s} {'ROC-AUC':>8s} {'PR-AUC':>8s} {'F1':>7s} {'FP':>5s} {'FN':>5s}  (mean over repeats)")
     defaults = vars(Config().head)
-    for name, (copies, overrides, mined) in VARIANTS.items():
+    for name, variant in VARIANTS.items():
         if args.only and name not in args.only:
             continue
+        data = replace(loaded, inputs=variant.inputs) if variant.inputs != loaded.inputs else loaded
+        params = {**defaults, **variant.head}
         t0 = time.perf_counter()
         rows = []
         for repeat in range(args.repeats):
             scores, thresholds = np.zeros(len(every)), np.zeros(len(every))
             for k, (train, held_out) in enumerate(data.folds(every, args.folds, repeat)):
                 fit, stop = data.stop_split(train, k)
-                params = {**defaults, **overrides}
-                head = data.fit_head(fit, stop, copies, params)
-                if mined:
-                    head = data.fit_head(fit, stop, copies, params, extra_negatives=mine_negatives(head, forest))
+                head = data.fit_head(fit, stop, variant.copies, params)
+                if variant.mined_negatives or variant.mined_positives is not None:
+                    neg = mine_negatives(head, forest, inputs=data.inputs) if variant.mined_negatives else []
+                    pos = ([] if variant.mined_positives is None else
+                           mine_positives(head, forest, variant.mined_positives, inputs=data.inputs))
+                    head = data.fit_head(fit, stop, variant.copies, params, extra_negatives=neg, extra_positives=pos)
                 scores[held_out] = data.scores(head, held_out)
                 thresholds[held_out] = best_f1_threshold(data.y[stop], data.scores(head, stop))
             f1, fp, fn = f1_at(data.y, scores, thresholds)
@@ -93,7 +112,7 @@ def unlabelled_forest(manifest: Path, data: TrainVal, not_mined: list[str]) -> l
     folder = next(iter(backgrounds)).parent
     used = {p.stem for p in backgrounds} | set(not_mined)
     paths = [p for p in expand_audio_paths([folder]) if p.stem not in used]
-    print(f"{len(paths)} unlabelled forest recordings for mined negatives (not: {', '.join(sorted(used))})")
+    print(f"{len(paths)} unlabelled forest recordings to mine segments from (not: {', '.join(sorted(used))})")
     return [data.embedder.embed(p) for p in paths]
 
 
