@@ -116,9 +116,9 @@ def mine_negatives(head: FrameHead, recordings: list, low: float = 0.05, guard_s
 def mine_positives(head: FrameHead, recordings: list, high: float = 0.9, half_width: int = 2,
                    inputs: str = "embeddings") -> list[np.ndarray]:
     """Pseudo-positive segments of unlabelled recordings: around each frame ``head`` scores
-    above ``high`` (best first, peaks at least ``half_width`` + 2 frames from an earlier one),
-    the frames within ``half_width`` of it (5 frames = 2.9 s, about one call). Returns the
-    segments' (F, D) head inputs."""
+    above ``high`` (best first, skipping frames within ``half_width`` + 1 frames of an earlier
+    segment), the frames within ``half_width`` of it (5 frames = 2.9 s, about one call).
+    Returns the segments' (F, D) head inputs."""
     out = []
     for frames in recordings:
         x = head_inputs(frames, inputs)

@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="fold assignments (seeds 0..N-1)")
     parser.add_argument("--only", nargs="*", help="run only these variants (names as printed)")
     parser.add_argument("--not-mined", default=TEST_SOUNDSCAPE_BACKGROUNDS,
-                        help="forest recordings (stems) kept out of the mined negatives")
+                        help="forest recordings (stems) never mined for segments")
     args = parser.parse_args()
     loaded = TrainVal.load(args.manifest)
     forest = unlabelled_forest(args.manifest, loaded, args.not_mined.split(","))
@@ -79,7 +79,7 @@ def main() -> None:
     for name, variant in VARIANTS.items():
         if args.only and name not in args.only:
             continue
-        data = replace(loaded, inputs=variant.inputs) if variant.inputs != loaded.inputs else loaded
+        data = replace(loaded, inputs=variant.inputs)
         params = {**defaults, **variant.head}
         t0 = time.perf_counter()
         rows = []
