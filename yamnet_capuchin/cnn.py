@@ -98,6 +98,7 @@ class CNNDetector:
     """The notebook's CNN behind the common detector surface."""
 
     kind = "cnn"
+    context_frames = 0  # each window is scored on its own
 
     def __init__(self, network, selected_length: int, threshold: float, config: Config, meta: dict | None = None):
         self.network = network

@@ -41,7 +41,7 @@ def block_layout(detector, block_seconds: float) -> tuple[int, int, int]:
     each block holds its new frames plus ``2 * context_frames`` shared with the next one."""
     window, hop = detector.window_samples, detector.hop_samples
     n_frames = block_frames(block_seconds, hop)
-    margin = 2 * getattr(detector, "context_frames", 0)
+    margin = 2 * detector.context_frames
     return n_frames, (n_frames + margin - 1) * hop + window, window - hop + margin * hop
 
 
@@ -55,7 +55,7 @@ def stream_frame_scores(detector, path: str | Path, block_seconds: float = 120.0
     out by :func:`block_layout` with the same ``block_seconds``.
     """
     hop = detector.hop_samples
-    context = getattr(detector, "context_frames", 0)
+    context = detector.context_frames
     n_frames, block_samples, overlap = block_layout(detector, block_seconds)
     scores = []
     emitted = 0
