@@ -19,19 +19,19 @@ from yamnet_capuchin.config import AugmentConfig
 from yamnet_capuchin.dataset import read_manifest
 from yamnet_capuchin.features import ClipEmbedder
 from yamnet_capuchin.head import FrameHead
-
-INPUTS = ("embeddings", "embeddings+scores")
+from yamnet_capuchin.head import head_inputs as package_head_inputs
 
 
 def head_inputs(frames, inputs: str = "embeddings") -> np.ndarray:
-    """What the head sees per frame, (F, D): the YAMNet embeddings (as ``yamcap train``), or
-    (an experiment) the embeddings followed by the 521 AudioSet scores, scaled by 4 to about
-    the embeddings' range."""
-    if inputs == "embeddings":
-        return frames.embeddings
+    """What the head sees per frame, (F, D): the head inputs ``yamcap train`` offers
+    (``head.inputs``), or two experiments: ``"embeddings+spectral_shape*S"``, the spectral shape
+    scaled by S instead of the shipped factor, and ``"embeddings+scores"``, the embeddings
+    followed by the 521 AudioSet scores, scaled by 4 to about the embeddings' range."""
     if inputs == "embeddings+scores":
         return np.concatenate([frames.embeddings, 4 * frames.class_scores], axis=1).astype(np.float32)
-    raise ValueError(f"inputs must be one of {INPUTS}, got '{inputs}'")
+    if inputs.startswith("embeddings+spectral_shape*"):
+        return package_head_inputs(frames, "embeddings+spectral_shape", float(inputs.rsplit("*", 1)[1]))
+    return package_head_inputs(frames, inputs)
 
 
 @dataclass
@@ -85,7 +85,8 @@ class TrainVal:
         for frames, label in self.embedder.training_copies([self.clips[i] for i in fit], AugmentConfig(), copies, seed, whole):
             bags.append(head_inputs(frames, self.inputs))
             labels.append(label)
-        head = FrameHead(seed=seed, **params)
+        # the inputs are built here (self.inputs); the head's own ``inputs`` is only a record
+        head = FrameHead(seed=seed, **{k: v for k, v in params.items() if k != "inputs"})
         return head.fit(bags, np.array(labels), [self.x[i] for i in stop], self.y[stop])
 
     def scores(self, head: FrameHead, idx: np.ndarray) -> np.ndarray:

@@ -28,10 +28,11 @@ from yamnet_capuchin.metrics import best_f1_threshold
 
 @dataclass(frozen=True)
 class Variant:
-    """One row of the table: what differs from ``yamcap train`` with configs/default.toml."""
+    """One row of the table: what differs from "base", i.e. ``yamcap train`` with max pooling,
+    2 augmented copies per clip and the YAMNet embeddings alone as inputs."""
 
     copies: int = 2  # augmented copies per clip
-    head: dict = field(default_factory=dict)  # head parameters that differ from the defaults
+    head: dict = field(default_factory=dict)  # head parameters that differ from configs/default.toml
     mined_negatives: bool = False
     mined_positives: float | None = None  # frame score above which forest segments become positives
     inputs: str = "embeddings"  # cv_common.head_inputs
@@ -45,16 +46,19 @@ VARIANTS = {
     "mean pooling": Variant(0, {"pooling": "mean"}),
     "attention pooling": Variant(0, {"pooling": "attention"}),
     "max pooling": Variant(0, {"pooling": "max"}),
-    "max pooling + augmentation (default)": Variant(),
-    "default, 128 hidden units, dropout 0.5": Variant(head={"hidden_units": 128, "dropout": 0.5}),
-    "default, batch size 32": Variant(head={"batch_size": 32}),
-    "default, classes not re-weighted": Variant(head={"balance_classes": False}),
-    "default + context 1": Variant(head={"context": 1}),
-    "default + context 2": Variant(head={"context": 2}),
-    "default + mined forest negatives": Variant(mined_negatives=True),
-    "default, 4 augmented copies": Variant(copies=4),
-    "default + AudioSet scores as inputs": Variant(inputs="embeddings+scores"),
-    "default + mined forest positives (> 0.9)": Variant(mined_positives=0.9),
+    "base (max pooling + augmentation)": Variant(),
+    "base, 128 hidden units, dropout 0.5": Variant(head={"hidden_units": 128, "dropout": 0.5}),
+    "base, batch size 32": Variant(head={"batch_size": 32}),
+    "base, classes not re-weighted": Variant(head={"balance_classes": False}),
+    "base + context 1": Variant(head={"context": 1}),
+    "base + context 2": Variant(head={"context": 2}),
+    "base + mined forest negatives": Variant(mined_negatives=True),
+    "base, 4 augmented copies": Variant(copies=4),
+    "base + AudioSet scores as inputs": Variant(inputs="embeddings+scores"),
+    "base + mined forest positives (> 0.9)": Variant(mined_positives=0.9),
+    "base + spectral shape (shipped)": Variant(inputs="embeddings+spectral_shape"),
+    "base + spectral shape x2": Variant(inputs="embeddings+spectral_shape*0.5"),
+    "base + spectral shape x4": Variant(inputs="embeddings+spectral_shape*1.0"),
 }
 # backgrounds of the README's test soundscapes: never used for training
 TEST_SOUNDSCAPE_BACKGROUNDS = "recording_12,recording_13,recording_24,recording_90"

@@ -36,7 +36,7 @@ def main() -> None:
     if failures:
         raise SystemExit(f"could not read: {failures}")
     labels = np.array([c.label for c in clips])
-    scores = detector.head.predict([f.embeddings for f in frames])
+    scores = detector.head.predict([detector.head.frame_inputs(f) for f in frames])
     for name, threshold in (("model's threshold (from validation)", detector.threshold),
                             ("best on the test clips (analysis only)", best_f1_threshold(labels, scores))):
         m = classification_metrics(labels, scores, threshold)

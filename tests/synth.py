@@ -75,7 +75,8 @@ def build_tiny_yamnet(path: Path) -> Path:
 
     ``model(waveform[N]) -> (scores[F, 521], embeddings[F, 1024], log_mel[T, 64])`` and
     ``class_map_path()``. Embeddings are log band energies through a fixed random projection,
-    enough for a head to tell the synthetic call from the other sounds.
+    enough for a head to tell the synthetic call from the other sounds; the "log-mel" rows are
+    log energies in 64 linear bands.
     """
     from yamnet_capuchin.backbones import import_tensorflow
 
@@ -103,7 +104,9 @@ def build_tiny_yamnet(path: Path) -> Path:
             bands = tf.reduce_mean(tf.reshape(spec, [-1, 32, 243]), axis=-1)
             emb = tf.nn.relu(tf.matmul(tf.math.log(bands + 1e-3), self.proj))
             scores = tf.sigmoid(emb[:, :521])
-            log_mel = tf.zeros([frames_n * 48 + 48, 64])
+            # like YAMNet's: 25 ms windows every 10 ms, (F - 1) * 48 + 96 rows, 64 log bands
+            rows = tf.abs(tf.signal.rfft(tf.signal.frame(padded, 400, 160)))[:, :192]
+            log_mel = tf.math.log(tf.reduce_mean(tf.reshape(rows, [-1, 64, 3]), axis=-1) + 1e-3)
             return scores, emb, log_mel
 
         @tf.function(input_signature=[])

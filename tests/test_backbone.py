@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from synth import call
-from yamnet_capuchin.backbones import YamnetBackbone, check_compatible, yamnet_frame_count
+from yamnet_capuchin.backbones import Frames, YamnetBackbone, check_compatible, patch_means, yamnet_frame_count
 from yamnet_capuchin.cache import EmbeddingCache
 from yamnet_capuchin.errors import ModelError
 
@@ -20,6 +20,7 @@ def test_hub_loading_path_and_frames(tiny_yamnet):
     assert len(frames) == yamnet_frame_count(wave.size)
     assert frames.embeddings.shape == (len(frames), 1024)
     assert frames.class_scores.shape == (len(frames), 521)
+    assert frames.mel_profile.shape == (len(frames), 64) and np.isfinite(frames.mel_profile).all()
     assert np.allclose(frames.start_s, np.arange(len(frames)) * 0.48)
     assert len(bb.class_names()) == 521
 
@@ -60,6 +61,7 @@ def test_cache_roundtrip(tiny_yamnet, tmp_path):
     cache.put(key, frames)
     again = cache.get(key)
     assert np.array_equal(again.embeddings, frames.embeddings) and cache.hits == 1
+    assert np.array_equal(again.mel_profile, frames.mel_profile) and again.mel_profile.shape[1] == 64
     assert key != cache.key("abc", {**bb.identity(), "runtime": "tflite"}, {"backend": "soundfile"})
     assert key != cache.key("abc", bb.identity(), {"backend": "tfio"})
 
@@ -67,3 +69,29 @@ def test_cache_roundtrip(tiny_yamnet, tmp_path):
 def test_parameter_count_of_the_loaded_savedmodel(tiny_yamnet):
     # the stand-in's only weights: a 32 x 1024 projection
     assert YamnetBackbone(str(tiny_yamnet)).n_parameters() == 32 * 1024
+
+
+def test_patch_means_are_the_mean_of_each_frames_96_rows():
+    rng = np.random.default_rng(0)
+    for n_frames in (1, 2, 7):
+        log_mel = rng.standard_normal(((n_frames - 1) * 48 + 96, 64)).astype(np.float32)
+        want = np.stack([log_mel[48 * i: 48 * i + 96].mean(axis=0) for i in range(n_frames)])
+        assert np.allclose(patch_means(log_mel, n_frames), want, atol=1e-6)
+    assert patch_means(np.zeros((10, 64)), 1).shape == (1, 0)  # too few rows: no profile
+
+
+def test_frames_select_keeps_every_field_and_shifts_times():
+    f = Frames(np.arange(4) * 0.48, np.ones((4, 3)), np.zeros((4, 2)), np.arange(8.0).reshape(4, 2))
+    s = f.select(np.array([False, True, True, False]), shift_s=0.48)
+    assert np.allclose(s.start_s, [0.0, 0.48]) and s.mel_profile.tolist() == [[2, 3], [4, 5]]
+    assert Frames(np.zeros(2), np.ones((2, 3)), np.zeros((2, 0))).mel_profile.shape == (2, 0)
+
+
+def test_cache_entry_without_mel_profile_is_a_miss(tmp_path):
+    """Entries written before frames carried the log-mel profile are recomputed, not misread."""
+    cache = EmbeddingCache(tmp_path / "c")
+    key = cache.key("abc", {"name": "yamnet"}, {"backend": "soundfile"})
+    path = cache._path(key)
+    path.parent.mkdir(parents=True)
+    np.savez(path, start_s=np.zeros(1), embeddings=np.ones((1, 4)), class_scores=np.zeros((1, 2)))
+    assert cache.get(key) is None and cache.misses == 1

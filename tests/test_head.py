@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from yamnet_capuchin.head import FrameHead, pad_bags, with_context
+from yamnet_capuchin.backbones import Frames
+from yamnet_capuchin.errors import ModelError
+from yamnet_capuchin.head import FrameHead, head_inputs, pad_bags, with_context
 
 
 def _bags(n, rng, shift):
@@ -84,3 +86,20 @@ def test_unfitted_head_raises():
 
     with pytest.raises(ModelError):
         FrameHead().frame_scores(np.zeros((1, 4), np.float32))
+
+
+def test_spectral_shape_inputs_follow_the_embeddings_and_ignore_gain():
+    rng = np.random.default_rng(1)
+    emb, profile = rng.random((5, 8)).astype(np.float32), rng.standard_normal((5, 64)).astype(np.float32)
+    frames = Frames(np.arange(5) * 0.48, emb, np.zeros((5, 0)), profile)
+    x = head_inputs(frames, "embeddings+spectral_shape")
+    assert x.shape == (5, 72) and x.dtype == np.float32 and np.array_equal(x[:, :8], emb)
+    assert np.allclose(x[:, 8:].mean(axis=1), 0, atol=1e-6)  # band mean removed
+    louder = Frames(frames.start_s, emb, frames.class_scores, profile + 3.0)  # +3 in log energy = gain
+    assert np.allclose(head_inputs(louder, "embeddings+spectral_shape"), x, atol=1e-5)
+    assert head_inputs(frames) is emb
+    with pytest.raises(ModelError, match="log-mel"):
+        head_inputs(Frames(frames.start_s, emb, frames.class_scores), "embeddings+spectral_shape")
+    with pytest.raises(ValueError, match="inputs"):
+        FrameHead(inputs="spectrogram")
+    assert FrameHead(inputs="embeddings+spectral_shape").frame_inputs(frames).shape == (5, 72)

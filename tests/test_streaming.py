@@ -10,9 +10,9 @@ from yamnet_capuchin.model import YamnetDetector
 from yamnet_capuchin.streaming import stream_frame_scores
 
 
-def random_head(dim=1024, hidden=16, seed=0, context=0):
+def random_head(dim=1024, hidden=16, seed=0, context=0, inputs="embeddings"):
     rng = np.random.default_rng(seed)
-    head = FrameHead(hidden_units=hidden, pooling="max", context=context)
+    head = FrameHead(hidden_units=hidden, pooling="max", context=context, inputs=inputs)
     width = dim * (2 if context else 1)
     head.weights_ = {"w1": rng.standard_normal((width, hidden)).astype(np.float32) * 0.05,
                      "b1": np.zeros(hidden, np.float32),
@@ -52,8 +52,23 @@ def test_blockwise_equals_whole_file_with_context(tiny_yamnet, tmp_path, seconds
         assert np.allclose(fs.scores, whole_s, rtol=0, atol=1e-5)
 
 
-def test_blockwise_equals_whole_file_real_yamnet(real_yamnet, tmp_path):
-    det = YamnetDetector(random_head(), 0.5, Config(), {}, YamnetBackbone(str(real_yamnet)))
+@pytest.mark.parametrize("seconds", [61.3, 7.68 * 3 + 0.495])
+def test_blockwise_equals_whole_file_with_spectral_shape(tiny_yamnet, tmp_path, seconds):
+    """A frame's log-mel rows lie inside its own window, so blocks give the same profile."""
+    head = random_head(dim=1024 + 64, inputs="embeddings+spectral_shape")
+    det = YamnetDetector(head, 0.5, Config(), {}, YamnetBackbone(str(tiny_yamnet)))
+    path = write(tmp_path / "s.wav", soundscape(seconds, [1.0, 30.0]) if seconds > 40 else soundscape(seconds, [1.0]))
+    whole_t, whole_s = det.frame_scores(load_audio(path))
+    for block_seconds in (5.0, 7.7):
+        fs = stream_frame_scores(det, path, block_seconds=block_seconds)
+        assert np.array_equal(fs.start_s, whole_t)
+        assert np.allclose(fs.scores, whole_s, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("inputs", ["embeddings", "embeddings+spectral_shape"])
+def test_blockwise_equals_whole_file_real_yamnet(real_yamnet, tmp_path, inputs):
+    head = random_head(dim=1024 + (64 if inputs != "embeddings" else 0), inputs=inputs)
+    det = YamnetDetector(head, 0.5, Config(), {}, YamnetBackbone(str(real_yamnet)))
     path = write(tmp_path / "s.flac", soundscape(95.0, [10.0, 40.0, 70.0]))
     whole_t, whole_s = det.frame_scores(load_audio(path))
     fs = stream_frame_scores(det, path, block_seconds=30.0)

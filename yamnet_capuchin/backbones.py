@@ -1,7 +1,7 @@
 """Frozen embedding backbones: YAMNet (SavedModel through tensorflow_hub, or TFLite).
 
-A backbone turns a 16 kHz waveform into frames: one 1024-d embedding and 521 AudioSet
-scores per 0.96 s window (15600 samples), hop 0.48 s (7680 samples). Frame ``i`` starts at
+A backbone turns a 16 kHz waveform into frames: one 1024-d embedding, 521 AudioSet scores and
+the 64-band log-mel profile per 0.96 s window (15600 samples), hop 0.48 s (7680 samples). Frame ``i`` starts at
 ``i * 0.48`` s; the last window is zero-padded, so a waveform of ``n`` samples gives
 ``1 + ceil((n - 15600) / 7680)`` frames (1 when ``n <= 15600``).
 
@@ -30,6 +30,8 @@ YAMNET_WINDOW = 15600  # samples at 16 kHz (0.975 s: 96 log-mel frames of 10 ms 
 YAMNET_HOP = 7680  # samples (0.48 s)
 YAMNET_EMBEDDING_DIM = 1024
 YAMNET_CLASSES = 521
+YAMNET_MEL_BANDS = 64  # log-mel bands, 125-7500 Hz
+YAMNET_PATCH_ROWS = 96  # 10 ms spectrogram rows per frame; frames start every 48 rows
 TFLITE_EMBEDDING_TENSOR = "yamnet_frames/global_average_pooling2d/Mean"
 ENV_YAMNET = "YAMCAP_YAMNET"
 
@@ -41,19 +43,41 @@ class Frames:
     start_s: (F,) frame start times in seconds from the waveform start
     embeddings: (F, D) float32
     class_scores: (F, 521) float32 AudioSet scores (empty (F, 0) when not available)
+    mel_profile: (F, 64) float32 mean log-mel energy per band over the frame's 96 spectrogram
+        rows (YAMNet's own front end; empty (F, 0) when not available)
     """
 
     start_s: np.ndarray
     embeddings: np.ndarray
     class_scores: np.ndarray
+    mel_profile: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.mel_profile is None:
+            self.mel_profile = np.zeros((len(self), 0), np.float32)
 
     def __len__(self) -> int:
         return int(self.start_s.shape[0])
+
+    def select(self, keep: np.ndarray, shift_s: float = 0.0) -> Frames:
+        """The frames where ``keep`` (boolean or index array), start times moved by ``-shift_s``."""
+        return Frames(self.start_s[keep] - shift_s, self.embeddings[keep], self.class_scores[keep],
+                      self.mel_profile[keep])
 
 
 def frame_times(n_frames: int, hop_samples: int, sample_rate: int = 16000) -> np.ndarray:
     """Start times (s) of ``n_frames`` frames ``hop_samples`` apart: ``i * hop / rate``."""
     return np.arange(n_frames, dtype=np.float64) * hop_samples / sample_rate
+
+
+def patch_means(log_mel: np.ndarray, n_frames: int) -> np.ndarray:
+    """(T, B) log-mel spectrogram -> (n_frames, B) mean over each frame's 96 rows (frame ``i``:
+    rows ``48 i`` to ``48 i + 95``), from the means of 48-row halves (patches overlap by half)."""
+    rows = YAMNET_PATCH_ROWS // 2
+    if log_mel.ndim != 2 or log_mel.shape[0] < (n_frames + 1) * rows:
+        return np.zeros((n_frames, 0), np.float32)
+    halves = log_mel[: (n_frames + 1) * rows].reshape(n_frames + 1, rows, -1).mean(axis=1)
+    return (0.5 * (halves[:-1] + halves[1:])).astype(np.float32)
 
 
 def yamnet_frame_count(n_samples: int) -> int:
@@ -228,10 +252,13 @@ class YamnetBackbone:
         by_name = {d["name"]: d["index"] for d in interp.get_tensor_details()}
         if TFLITE_EMBEDDING_TENSOR not in by_name:
             raise ModelError(f"'{self.handle}' has no tensor '{TFLITE_EMBEDDING_TENSOR}' (not YAMNet?)")
-        scores = [d for d in interp.get_output_details() if list(d["shape"]) == [1, YAMNET_CLASSES]]
+        outputs = interp.get_output_details()
+        scores = [d for d in outputs if list(d["shape"]) == [1, YAMNET_CLASSES]]
+        log_mel = [d for d in outputs if list(d["shape"]) == [YAMNET_PATCH_ROWS, YAMNET_MEL_BANDS]]
         self._tfl_input = inputs[0]["index"]
         self._tfl_embedding = by_name[TFLITE_EMBEDDING_TENSOR]
         self._tfl_scores = scores[0]["index"] if scores else None
+        self._tfl_log_mel = log_mel[0]["index"] if log_mel else None
         self._interpreter = interp
 
     # -- inference ----------------------------------------------------------------------
@@ -240,15 +267,16 @@ class YamnetBackbone:
         self.load()
         wave = np.asarray(waveform, dtype=np.float32).reshape(-1)
         if self._interpreter is not None:
-            scores, emb = self._embed_tflite(wave)
+            scores, emb, profile = self._embed_tflite(wave)
         else:
             out = self._model(wave)
             scores, emb = np.asarray(out[0]), np.asarray(out[1])
+            profile = patch_means(np.asarray(out[2]), emb.shape[0]) if len(out) > 2 else None
         n = emb.shape[0]
         start = frame_times(n, YAMNET_HOP)
-        return Frames(start, emb.astype(np.float32, copy=False), scores.astype(np.float32, copy=False))
+        return Frames(start, emb.astype(np.float32, copy=False), scores.astype(np.float32, copy=False), profile)
 
-    def _embed_tflite(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _embed_tflite(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = yamnet_frame_count(wave.size)
         padded = np.zeros((n - 1) * YAMNET_HOP + YAMNET_WINDOW, np.float32)
         padded[: wave.size] = wave
@@ -256,15 +284,20 @@ class YamnetBackbone:
         interp = self._interpreter
         emb = np.empty((n, YAMNET_EMBEDDING_DIM), np.float32)
         scores = np.empty((n, YAMNET_CLASSES), np.float32)
+        profile = np.empty((n, YAMNET_MEL_BANDS), np.float32)
         for i in range(n):
             interp.set_tensor(self._tfl_input, frames[i][None, :])
             interp.invoke()
             emb[i] = interp.get_tensor(self._tfl_embedding)[0]
             if self._tfl_scores is not None:
                 scores[i] = interp.get_tensor(self._tfl_scores)[0]
+            if self._tfl_log_mel is not None:
+                profile[i] = interp.get_tensor(self._tfl_log_mel).mean(axis=0)
         if self._tfl_scores is None:
             scores = np.zeros((n, 0), np.float32)
-        return scores, emb
+        if self._tfl_log_mel is None:
+            profile = np.zeros((n, 0), np.float32)
+        return scores, emb, profile
 
     def n_parameters(self) -> int | None:
         """Weights in the loaded SavedModel (None for the TFLite runtime or an unusual model)."""

@@ -99,7 +99,7 @@ def per_stage(detector, files: list[Path], config: Config) -> dict:
         if detector.kind == "yamnet":
             frames = detector.backbone.embed(wave)
             t3 = time.perf_counter()
-            start_s, scores = frames.start_s, detector.head.frame_scores(frames.embeddings)
+            start_s, scores = frames.start_s, detector.head.frame_scores(detector.head.frame_inputs(frames))
         else:
             start_s, scores = detector.frame_scores(wave)
             t3 = time.perf_counter()

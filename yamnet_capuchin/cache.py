@@ -52,8 +52,8 @@ class EmbeddingCache:
         path = self._path(key)
         try:
             with np.load(path) as data:
-                frames = Frames(data["start_s"], data["embeddings"], data["class_scores"])
-        except (FileNotFoundError, OSError, KeyError, ValueError):
+                frames = Frames(data["start_s"], data["embeddings"], data["class_scores"], data["mel_profile"])
+        except (FileNotFoundError, OSError, KeyError, ValueError):  # KeyError: written by an older version
             self.misses += 1
             return None
         self.hits += 1
@@ -64,4 +64,5 @@ class EmbeddingCache:
             return
         with atomic_path(self._path(key)) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, start_s=frames.start_s, embeddings=frames.embeddings, class_scores=frames.class_scores)
+                np.savez(fh, start_s=frames.start_s, embeddings=frames.embeddings, class_scores=frames.class_scores,
+                         mel_profile=frames.mel_profile)

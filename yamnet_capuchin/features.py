@@ -54,7 +54,7 @@ class ClipEmbedder:
         if not keep.any():  # a segment shorter than one window: take the frame at its start
             keep = np.zeros(len(frames), bool)
             keep[min(int(clip.start_s / (self.backbone.hop_samples / SAMPLE_RATE)), len(frames) - 1)] = True
-        return Frames(frames.start_s[keep] - clip.start_s, frames.embeddings[keep], frames.class_scores[keep])
+        return frames.select(keep, clip.start_s)
 
     def load(self, path: Path) -> np.ndarray:
         """A decoded 16 kHz waveform, kept in memory (noise sources are reused many times)."""

@@ -4,6 +4,11 @@ Per frame: Dense(hidden, ReLU) -> Dropout -> Dense(1, sigmoid) gives a frame sco
 With ``context`` = c > 0 each frame's input is its embedding followed by the mean embedding of
 its c neighbours on either side (edges repeat the end frames): a Capuchinbird call lasts 2–3 s,
 longer than one 0.96 s frame, and its growl-then-stack shape spans neighbouring frames.
+With ``inputs`` = ``"embeddings+spectral_shape"`` each frame's input also holds its spectral
+shape: the frame's mean log-mel energy per band (YAMNet's own front end) less its mean over
+bands, so gain drops out and only where in frequency the energy lies remains. The embedding,
+averaged over YAMNet's coarse final feature map, keeps little of that; a Capuchinbird's growl
+and the coos and harmonic stacks it is confused with differ in it.
 Per clip: frame scores are pooled (``mean``, ``max`` or ``attention``) into a clip score; the
 head is trained with clip labels on that pooled score (binary cross-entropy, classes
 weighted by inverse frequency, early stopping on validation loss).
@@ -22,6 +27,10 @@ from .errors import ModelError
 from .fileio import atomic_path
 
 POOLINGS = ("mean", "max", "attention")
+HEAD_INPUTS = ("embeddings", "embeddings+spectral_shape")
+# the shape's values spread ~1.8 (sd), the embeddings' ~0.3; of scales 0.25, 0.5 and 1, 0.25
+# gave the best F1 in source-grouped CV on train + validation (README, "Head settings")
+SPECTRAL_SHAPE_SCALE = 0.25
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -39,6 +48,22 @@ def with_context(embeddings: np.ndarray, context: int) -> np.ndarray:
     for offset in [o for o in range(-context, context + 1) if o != 0]:
         neighbours += embeddings[np.clip(idx + offset, 0, n - 1)]
     return np.concatenate([embeddings, neighbours / (2 * context)], axis=1).astype(np.float32)
+
+
+def head_inputs(frames, inputs: str = "embeddings", shape_scale: float = SPECTRAL_SHAPE_SCALE) -> np.ndarray:
+    """A head's (F, D) per-frame input from :class:`~yamnet_capuchin.backbones.Frames`:
+    the (F, 1024) embeddings, or (``"embeddings+spectral_shape"``) those followed by the
+    (F, 64) spectral shape (``mel_profile`` less its mean over bands, times ``shape_scale``)."""
+    if inputs == "embeddings":
+        return frames.embeddings
+    if inputs != "embeddings+spectral_shape":
+        raise ValueError(f"inputs must be one of {HEAD_INPUTS}, got '{inputs}'")
+    profile = frames.mel_profile
+    if profile.shape[1] == 0:
+        raise ModelError("this head needs the log-mel spectrogram of each frame, which the backbone "
+                         "did not return (YAMNet SavedModel or TFLite give it)")
+    shape = profile - profile.mean(axis=1, keepdims=True)
+    return np.concatenate([frames.embeddings, shape_scale * shape], axis=1).astype(np.float32)
 
 
 def pad_bags(bags: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -71,10 +96,13 @@ class FrameHead:
         patience: int = 15,
         balance_classes: bool = True,
         context: int = 0,
+        inputs: str = "embeddings",
         seed: int = 0,
     ):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got '{pooling}'")
+        if inputs not in HEAD_INPUTS:
+            raise ValueError(f"inputs must be one of {HEAD_INPUTS}, got '{inputs}'")
         self.hidden_units = hidden_units
         self.dropout = dropout
         self.pooling = pooling
@@ -84,13 +112,19 @@ class FrameHead:
         self.patience = patience
         self.balance_classes = balance_classes
         self.context = int(context)
+        self.inputs = inputs
         self.seed = seed
         self.weights_: dict[str, np.ndarray] | None = None
         self.history_: dict[str, list[float]] = {}
 
+    def frame_inputs(self, frames) -> np.ndarray:
+        """What this head reads per frame: (F, D) from :class:`~yamnet_capuchin.backbones.Frames`
+        (:func:`head_inputs` with this head's ``inputs``). Every method below takes such arrays."""
+        return head_inputs(frames, self.inputs)
+
     # -- training -----------------------------------------------------------------------
     def fit(self, bags, labels, val_bags, val_labels) -> "FrameHead":
-        """Train on clips given as lists of (F_i, D) frame embeddings with 0/1 labels."""
+        """Train on clips given as lists of (F_i, D) frame inputs (:meth:`frame_inputs`) with 0/1 labels."""
         from .backbones import import_tensorflow
 
         import_tensorflow()
@@ -193,7 +227,7 @@ class FrameHead:
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in (
             "hidden_units", "dropout", "pooling", "learning_rate", "batch_size",
-            "max_epochs", "patience", "balance_classes", "context", "seed")}
+            "max_epochs", "patience", "balance_classes", "context", "inputs", "seed")}
 
     def save(self, path: str | Path) -> None:
         """Weights to one ``.npz`` (written atomically)."""

@@ -77,10 +77,10 @@ class YamnetDetector:
 
     def frame_scores(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         frames = self.backbone.embed(waveform)
-        return frames.start_s, self.head.frame_scores(frames.embeddings)
+        return frames.start_s, self.head.frame_scores(self.head.frame_inputs(frames))
 
     def clip_score(self, waveform: np.ndarray) -> float:
-        return self.head.clip_score(self.backbone.embed(waveform).embeddings)
+        return self.head.clip_score(self.head.frame_inputs(self.backbone.embed(waveform)))
 
     def fingerprint(self) -> str:
         """Identifies what the scores depend on: head weights, threshold, backbone in use."""

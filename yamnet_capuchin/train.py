@@ -15,7 +15,7 @@ from .dataset import Clip, background_clips, discover_clips, split_by_source, sp
 from .errors import YamcapError
 from .features import ClipEmbedder
 from .fileio import atomic_write_json, file_sha256, save_figure
-from .head import POOLINGS, FrameHead
+from .head import POOLINGS, FrameHead, head_inputs
 from .metrics import best_f1_threshold, classification_metrics
 from .model import YamnetDetector, staging_dir
 from .progress import progress_bar
@@ -56,7 +56,7 @@ def train_yamnet(
 
     def part(split: str):
         sel = [(c, f) for c, f in kept if c.split == split]
-        return [f.embeddings for _, f in sel], np.array([c.label for c, _ in sel])
+        return [head_inputs(f, config.head.inputs) for _, f in sel], np.array([c.label for c, _ in sel])
 
     train_x, train_y = part("train")
     val_x, val_y = part("val")
@@ -135,7 +135,7 @@ def _augmented(kept, embedder: ClipEmbedder, config: Config, progress: bool):
     with progress_bar(progress) as bar:
         task = bar.add_task("Augmenting", total=n_copies) if bar else None
         for frames, label in embedder.training_copies(train, config.augment, config.augment.copies, config.seed):
-            xs.append(frames.embeddings)
+            xs.append(head_inputs(frames, config.head.inputs))
             ys.append(label)
             if bar:
                 bar.advance(task)
