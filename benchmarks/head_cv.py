@@ -46,7 +46,7 @@ VARIANTS = {
     "mean pooling": Variant(0, {"pooling": "mean"}),
     "attention pooling": Variant(0, {"pooling": "attention"}),
     "max pooling": Variant(0, {"pooling": "max"}),
-    "base (max pooling + augmentation)": Variant(),
+    "base (max pooling + augmentation; shipped)": Variant(),
     "base, 128 hidden units, dropout 0.5": Variant(head={"hidden_units": 128, "dropout": 0.5}),
     "base, batch size 32": Variant(head={"batch_size": 32}),
     "base, classes not re-weighted": Variant(head={"balance_classes": False}),
@@ -56,7 +56,7 @@ VARIANTS = {
     "base, 4 augmented copies": Variant(copies=4),
     "base + AudioSet scores as inputs": Variant(inputs="embeddings+scores"),
     "base + mined forest positives (> 0.9)": Variant(mined_positives=0.9),
-    "base + spectral shape (shipped)": Variant(inputs="embeddings+spectral_shape"),
+    "base + spectral shape": Variant(inputs="embeddings+spectral_shape"),
     "base + spectral shape x2": Variant(inputs="embeddings+spectral_shape*0.5"),
     "base + spectral shape x4": Variant(inputs="embeddings+spectral_shape*1.0"),
 }

@@ -69,17 +69,16 @@ def test_shipped_model_scores_test_split_clips(real_yamnet, real_data):
 
 
 def test_shipped_model_is_trained_with_the_default_config_and_sane():
-    """The shipped model matches configs/default.toml and its recorded test-split metrics
-    are those of a working head (a guard against shipping a broken one). The issue's targets
-    (ROC-AUC >= 0.99, F1 >= 0.95 on one split) are reported in the README beside the
-    split-to-split spread; a single split's score is not a property of the code."""
+    """The shipped model matches configs/default.toml, and its recorded test-split metrics
+    meet the issue's ROC-AUC target and are those of a working head (F1: see the README for
+    the 0.95 target and the split-to-split spread)."""
     import json
 
     from yamnet_capuchin.config import Config
 
     m = json.loads((DEFAULT_MODEL_DIR / "metrics.json").read_text())
     meta = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())
-    assert m["test"]["roc_auc"] >= 0.98 and m["test"]["f1"] >= 0.85
+    assert m["test"]["roc_auc"] >= 0.99 and m["test"]["f1"] >= 0.85
     assert meta["head_params"]["inputs"] == Config().head.inputs
     assert meta["pooling"] == Config().head.pooling
     rows = list(csv.DictReader(open(DEFAULT_MODEL_DIR / "manifest.csv")))

@@ -66,9 +66,10 @@ class HeadConfig:
     patience: int = 10  # early stopping on validation loss, best weights restored
     balance_classes: bool = True  # weight classes inversely to their frequency
     context: int = 0  # frames on each side whose mean embedding joins each frame's input
-    # "embeddings+spectral_shape": each frame's embedding followed by its log-mel band profile,
-    # gain removed (CV F1 0.98 vs 0.965 with "embeddings" alone; README, "Head settings")
-    inputs: str = "embeddings+spectral_shape"
+    # "embeddings", or "embeddings+spectral_shape": each frame's log-mel band profile (gain
+    # removed) joins its embedding; better clip F1 in CV, worse counting on the validation
+    # soundscapes (README, "Head settings")
+    inputs: str = "embeddings"
 
 
 @dataclass
