@@ -25,7 +25,7 @@ from yamnet_capuchin.head import head_inputs as package_head_inputs
 def head_inputs(frames, inputs: str = "embeddings") -> np.ndarray:
     """What the head sees per frame, (F, D): the head inputs ``yamcap train`` offers
     (``head.inputs``), or two experiments: ``"embeddings+spectral_shape*S"``, the spectral shape
-    scaled by S instead of the shipped factor, and ``"embeddings+scores"``, the embeddings
+    scaled by S instead of the package's 0.25, and ``"embeddings+scores"``, the embeddings
     followed by the 521 AudioSet scores, scaled by 4 to about the embeddings' range."""
     if inputs == "embeddings+scores":
         return np.concatenate([frames.embeddings, 4 * frames.class_scores], axis=1).astype(np.float32)
