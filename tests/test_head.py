@@ -68,17 +68,22 @@ def test_context_head_uses_frame_order(data, tmp_path):
     assert again.context == 1 and np.allclose(again.predict(x), scores)
 
 
-def test_numpy_inference_matches_keras_model(data):
-    """The NumPy forward pass reproduces the trained Keras network."""
+@pytest.mark.parametrize("pooling", ["mean", "max", "attention"])
+def test_numpy_inference_matches_keras_model(data, pooling):
+    """The NumPy forward pass on each clip alone reproduces the trained Keras network on
+    padded batches (clips of 2-6 frames; the network skips padded frames)."""
     x, y = data
-    head = FrameHead(hidden_units=8, pooling="max", max_epochs=3, patience=3)
+    head = FrameHead(hidden_units=8, pooling=pooling, max_epochs=3, patience=3)
     head.fit(x, y, x[:8], y[:8])
     net = head._build(16)
     net.hidden.set_weights([head.weights_["w1"], head.weights_["b1"]])
     net.out.set_weights([head.weights_["w2"][:, None], head.weights_["b2"]])
-    xx, mm = pad_bags(x[:5])
+    if pooling == "attention":
+        net.att.set_weights([head.weights_["wa"][:, None], head.weights_["ba"]])
+    xx, mm = pad_bags(x[:12])
+    assert mm.sum(axis=1).min() < mm.shape[1]  # some clips are padded
     keras_scores = np.asarray(net([xx, mm]))[:, 0]
-    assert np.allclose(keras_scores, head.predict(x[:5]), atol=1e-5)
+    assert np.allclose(keras_scores, head.predict(x[:12]), atol=1e-5)
 
 
 def test_unfitted_head_raises():
