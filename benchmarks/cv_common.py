@@ -93,6 +93,20 @@ class TrainVal:
         return head.predict([self.x[i] for i in idx])
 
 
+class MeanOfHeads:
+    """Heads averaged frame by frame: frame score = the heads' mean, clip score = its maximum
+    (as with one max-pooling head, so counting could use the same frame scores)."""
+
+    def __init__(self, heads: list[FrameHead]):
+        self.heads = heads
+
+    def frame_scores(self, x: np.ndarray) -> np.ndarray:
+        return np.mean([h.frame_scores(x) for h in self.heads], axis=0)
+
+    def predict(self, bags: list[np.ndarray]) -> np.ndarray:
+        return np.array([self.frame_scores(b).max() for b in bags], dtype=np.float32)
+
+
 def mine_negatives(head: FrameHead, recordings: list, low: float = 0.05, guard_s: float = 6.0,
                    clip_s: float = 3.0, window_s: float = 0.96, inputs: str = "embeddings") -> list[np.ndarray]:
     """Pseudo-negative segments of unlabelled recordings: the ``clip_s`` segments whose centre

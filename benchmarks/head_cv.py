@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from cv_common import TrainVal, f1_at, mine_negatives, mine_positives
+from cv_common import MeanOfHeads, TrainVal, f1_at, mine_negatives, mine_positives
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from yamnet_capuchin.config import Config
@@ -36,6 +36,7 @@ class Variant:
     mined_negatives: bool = False
     mined_positives: float | None = None  # frame score above which forest segments become positives
     inputs: str = "embeddings"  # cv_common.head_inputs
+    heads: int = 1  # > 1: that many heads (seeds 0..n-1: initialisation and augmentation draws), averaged
 
 
 # Mined negatives / positives (self-training): in each fold a first head scores the forest
@@ -59,6 +60,7 @@ VARIANTS = {
     "base + spectral shape": Variant(inputs="embeddings+spectral_shape"),
     "base + spectral shape x2": Variant(inputs="embeddings+spectral_shape*0.5"),
     "base + spectral shape x4": Variant(inputs="embeddings+spectral_shape*1.0"),
+    "base, mean of 4 heads of 128 units": Variant(head={"hidden_units": 128}, heads=4),
 }
 # backgrounds of the README's test soundscapes: never used for training
 TEST_SOUNDSCAPE_BACKGROUNDS = "recording_12,recording_13,recording_24,recording_90"
@@ -91,7 +93,11 @@ def main() -> None:
             scores, thresholds = np.zeros(len(every)), np.zeros(len(every))
             for k, (train, held_out) in enumerate(data.folds(every, args.folds, repeat)):
                 fit, stop = data.stop_split(train, k)
-                head = data.fit_head(fit, stop, variant.copies, params)
+                if variant.heads > 1:
+                    head = MeanOfHeads([data.fit_head(fit, stop, variant.copies, params, seed=s)
+                                        for s in range(variant.heads)])
+                else:
+                    head = data.fit_head(fit, stop, variant.copies, params)
                 if variant.mined_negatives or variant.mined_positives is not None:
                     neg = mine_negatives(head, forest, inputs=data.inputs) if variant.mined_negatives else []
                     pos = ([] if variant.mined_positives is None else
