@@ -73,16 +73,17 @@ class TrainVal:
         return idx[~held], idx[held]
 
     def fit_head(self, fit: np.ndarray, stop: np.ndarray, copies: int, params: dict, seed: int = 0,
-                 extra_negatives: list | None = None, extra_positives: list | None = None) -> FrameHead:
+                 extra_negatives: list | None = None, extra_positives: list | None = None,
+                 augment: AugmentConfig | None = None) -> FrameHead:
         """A head trained as ``yamcap train`` trains it: on ``fit`` plus ``copies`` augmented
         copies of each of its clips (noise drawn from its negatives), stopped early on ``stop``;
         ``extra_negatives`` / ``extra_positives``: more (F, D) bags labelled 0 / 1, added to the
-        fitting set."""
+        fitting set; ``augment``: the augmentation settings (default: the package's)."""
         neg, pos = list(extra_negatives or []), list(extra_positives or [])
         bags = [self.x[i] for i in fit] + pos + neg
         labels = list(self.y[fit]) + [1] * len(pos) + [0] * len(neg)
         whole = [i for i in fit if not self.clips[i].is_segment]  # ids: index among all clips
-        for frames, label in self.embedder.training_copies([self.clips[i] for i in fit], AugmentConfig(), copies, seed, whole):
+        for frames, label in self.embedder.training_copies([self.clips[i] for i in fit], augment or AugmentConfig(), copies, seed, whole):
             bags.append(head_inputs(frames, self.inputs))
             labels.append(label)
         # the inputs are built here (self.inputs); the head's own ``inputs`` is only a record

@@ -20,7 +20,7 @@ import numpy as np
 from cv_common import MeanOfHeads, TrainVal, f1_at, mine_negatives, mine_positives
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from yamnet_capuchin.config import Config
+from yamnet_capuchin.config import AugmentConfig, Config
 from yamnet_capuchin.dataset import read_manifest
 from yamnet_capuchin.fileio import expand_audio_paths
 from yamnet_capuchin.metrics import best_f1_threshold
@@ -37,6 +37,7 @@ class Variant:
     mined_positives: float | None = None  # frame score above which forest segments become positives
     inputs: str = "embeddings"  # cv_common.head_inputs
     heads: int = 1  # > 1: that many heads (seeds 0..n-1: initialisation and augmentation draws), averaged
+    augment: dict = field(default_factory=dict)  # augmentation settings that differ from configs/default.toml
 
 
 # Mined negatives / positives (self-training): in each fold a first head scores the forest
@@ -61,6 +62,8 @@ VARIANTS = {
     "base + spectral shape x2": Variant(inputs="embeddings+spectral_shape*0.5"),
     "base + spectral shape x4": Variant(inputs="embeddings+spectral_shape*1.0"),
     "base, mean of 4 heads of 128 units": Variant(head={"hidden_units": 128}, heads=4),
+    "base, clips mixed in at 5-20 dB SNR": Variant(augment={"snr_db_min": 5.0}),
+    "base, clips mixed in at 10-30 dB SNR": Variant(augment={"snr_db_min": 10.0, "snr_db_max": 30.0}),
 }
 # backgrounds of the README's test soundscapes: never used for training
 TEST_SOUNDSCAPE_BACKGROUNDS = "recording_12,recording_13,recording_24,recording_90"
@@ -93,16 +96,18 @@ def main() -> None:
             scores, thresholds = np.zeros(len(every)), np.zeros(len(every))
             for k, (train, held_out) in enumerate(data.folds(every, args.folds, repeat)):
                 fit, stop = data.stop_split(train, k)
+                aug = replace(AugmentConfig(), **variant.augment)
                 if variant.heads > 1:
-                    head = MeanOfHeads([data.fit_head(fit, stop, variant.copies, params, seed=s)
+                    head = MeanOfHeads([data.fit_head(fit, stop, variant.copies, params, seed=s, augment=aug)
                                         for s in range(variant.heads)])
                 else:
-                    head = data.fit_head(fit, stop, variant.copies, params)
+                    head = data.fit_head(fit, stop, variant.copies, params, augment=aug)
                 if variant.mined_negatives or variant.mined_positives is not None:
                     neg = mine_negatives(head, forest, inputs=data.inputs) if variant.mined_negatives else []
                     pos = ([] if variant.mined_positives is None else
                            mine_positives(head, forest, variant.mined_positives, inputs=data.inputs))
-                    head = data.fit_head(fit, stop, variant.copies, params, extra_negatives=neg, extra_positives=pos)
+                    head = data.fit_head(fit, stop, variant.copies, params, extra_negatives=neg, extra_positives=pos,
+                                         augment=aug)
                 scores[held_out] = data.scores(head, held_out)
                 thresholds[held_out] = best_f1_threshold(data.y[stop], data.scores(head, stop))
             f1, fp, fn = f1_at(data.y, scores, thresholds)
