@@ -90,13 +90,13 @@ def main() -> None:
             continue
         data = replace(loaded, inputs=variant.inputs)
         params = {**defaults, **variant.head}
+        aug = replace(AugmentConfig(), **variant.augment)
         t0 = time.perf_counter()
         rows = []
         for repeat in range(args.repeats):
             scores, thresholds = np.zeros(len(every)), np.zeros(len(every))
             for k, (train, held_out) in enumerate(data.folds(every, args.folds, repeat)):
                 fit, stop = data.stop_split(train, k)
-                aug = replace(AugmentConfig(), **variant.augment)
                 if variant.heads > 1:
                     head = MeanOfHeads([data.fit_head(fit, stop, variant.copies, params, seed=s, augment=aug)
                                         for s in range(variant.heads)])
