@@ -2,6 +2,8 @@
 
 import csv
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,6 +39,23 @@ def test_train_writes_a_complete_model_dir(trained):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["roc_auc"] > 0.9  # synthetic calls are easy
     assert not any(p.name.endswith(".part") for p in out.parent.iterdir())
+
+
+def test_train_leaves_out_unreadable_files_and_exits_1(tiny_data, tiny_yamnet, tmp_path, monkeypatch):
+    monkeypatch.setenv("YAMCAP_YAMNET", str(tiny_yamnet))
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    # in existing sources, so that leaving them out keeps both classes in every split
+    (data / "Parsed_Capuchinbird_Clips" / "XC1000-9.wav").write_bytes(b"")
+    (data / "Parsed_Not_Capuchinbird_Clips" / "noise-0-9.wav").write_text("not audio\n")
+    out = tmp_path / "y"
+    result = CliRunner().invoke(app, ["train", "--backbone", "yamnet", "--data", str(data), "--out", str(out), *FAST])
+    assert result.exit_code == 1, result.output
+    assert "XC1000-9.wav: empty file" in result.output and "noise-0-9.wav:" in result.output
+    assert "2 file(s) could not be read" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {Path(f["path"]).name for f in metrics["failures"]} == {"XC1000-9.wav", "noise-0-9.wav"}
+    assert (out / "head.npz").is_file() and (out / "model.json").is_file()
 
 
 def test_predict_scores_good_files_and_reports_bad_ones(trained, tmp_path, monkeypatch, tiny_yamnet):

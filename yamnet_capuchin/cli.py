@@ -103,7 +103,9 @@ def train(
 
     The split is made by *source recording* (70/10/20 % of sources by default), so clips cut from
     one recording never sit on both sides. The decision threshold is the best-F1 one on the
-    validation split and is stored with the model.
+    validation split and is stored with the model. Files that cannot be read are left out and
+    listed with their reasons (also in metrics.json); the model is still written, and the exit
+    status is then 1.
 
     Examples:
 
@@ -129,6 +131,10 @@ def train(
         else:
             _fail(f"unknown backbone '{cfg.backbone.name}' (yamnet or cnn)")
         _print_metrics(metrics, out)
+        if metrics.get("failures"):  # the model is complete, but trained without these files
+            typer.secho(f"{len(metrics['failures'])} file(s) could not be read and were left out "
+                        "(listed above and in metrics.json)", fg="yellow", err=True)
+            raise typer.Exit(1)
 
     _guard(body)
 
