@@ -41,21 +41,29 @@ def test_train_writes_a_complete_model_dir(trained):
     assert not any(p.name.endswith(".part") for p in out.parent.iterdir())
 
 
-def test_train_leaves_out_unreadable_files_and_exits_1(tiny_data, tiny_yamnet, tmp_path, monkeypatch):
+def _split_of_sources(model_dir: Path) -> dict[str, str]:
+    with open(model_dir / "manifest.csv", newline="") as fh:
+        return {r["source"]: r["split"] for r in csv.DictReader(fh)}
+
+
+def test_train_leaves_out_unreadable_files_and_exits_1(trained, tiny_data, tiny_yamnet, tmp_path, monkeypatch):
     monkeypatch.setenv("YAMCAP_YAMNET", str(tiny_yamnet))
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)
-    # in existing sources, so that leaving them out keeps both classes in every split
     (data / "Parsed_Capuchinbird_Clips" / "XC1000-9.wav").write_bytes(b"")
     (data / "Parsed_Not_Capuchinbird_Clips" / "noise-0-9.wav").write_text("not audio\n")
+    # a source whose only file is unreadable: left out before the split is drawn
+    (data / "Parsed_Not_Capuchinbird_Clips" / "broken-1.wav").write_text("not audio\n")
     out = tmp_path / "y"
     result = CliRunner().invoke(app, ["train", "--backbone", "yamnet", "--data", str(data), "--out", str(out), *FAST])
     assert result.exit_code == 1, result.output
     assert "XC1000-9.wav: empty file" in result.output and "noise-0-9.wav:" in result.output
-    assert "2 file(s) could not be read" in result.output
+    assert "3 file(s) could not be read" in result.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert {Path(f["path"]).name for f in metrics["failures"]} == {"XC1000-9.wav", "noise-0-9.wav"}
+    assert {Path(f["path"]).name for f in metrics["failures"]} == {"XC1000-9.wav", "noise-0-9.wav", "broken-1.wav"}
     assert (out / "head.npz").is_file() and (out / "model.json").is_file()
+    # the bad files change nothing else: every source lands where it does without them
+    assert _split_of_sources(out) == _split_of_sources(trained[0])
 
 
 def test_predict_scores_good_files_and_reports_bad_ones(trained, tmp_path, monkeypatch, tiny_yamnet):

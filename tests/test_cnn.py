@@ -1,4 +1,6 @@
+import csv
 import json
+import shutil
 
 import numpy as np
 from typer.testing import CliRunner
@@ -98,3 +100,22 @@ def test_saved_cnn_holds_weights_only(tiny_data, tmp_path):
     det = load_model(out)
     size = (out / "cnn.weights.h5").stat().st_size
     assert size < 4 * det.n_parameters() * 1.2
+
+
+def test_cnn_split_leaves_out_unreadable_sources(tiny_data, tmp_path):
+    """A source whose only file cannot be read is dropped before the split is drawn, so the CNN
+    gets the split it gets without that file (the one the YAMNet head gets too)."""
+    from yamnet_capuchin.config import Config
+    from yamnet_capuchin.train import assign_splits, candidate_clips
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    (data / "Parsed_Not_Capuchinbird_Clips" / "broken-1.wav").write_text("not audio\n")
+    out = tmp_path / "cnn"
+    r = CliRunner().invoke(app, ["train", "-b", "cnn", "-d", str(data), "-o", str(out), "-q",
+                                 "--set", "cnn.selected_length=4000", "--set", "cnn.epochs=1"])
+    assert r.exit_code == 1 and "broken-1.wav: not a readable audio file" in r.output, r.output
+    with open(out / "manifest.csv", newline="") as fh:
+        got = {r["source"]: r["split"] for r in csv.DictReader(fh)}
+    clean = assign_splits(candidate_clips(tiny_data, Config(), echo=lambda _: None), Config())
+    assert got == {c.source: c.split for c in clean}

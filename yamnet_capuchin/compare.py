@@ -129,7 +129,7 @@ def run_compare(data_dir: str | Path, out_dir: str | Path, config: Config, yamne
                 echo: Callable[[str], None] = print, soundscapes: Path | None = None) -> dict:
     from .cnn import train_cnn
     from .dataset import find_forest_dir
-    from .train import prepare_split, train_yamnet
+    from .train import train_yamnet
 
     out_dir = Path(out_dir)
     models_dir = out_dir.parent / f".{out_dir.name}.models"
@@ -143,7 +143,7 @@ def run_compare(data_dir: str | Path, out_dir: str | Path, config: Config, yamne
         echo("training the notebook CNN (the bulk of the time) ...")
         cnn_cfg = Config.from_dict(config.to_dict())
         cnn_cfg.backbone.name = "cnn"
-        train_cnn(data_dir, models_dir / "cnn", cnn_cfg, progress, echo, clips=prepare_split(data_dir, config, echo))
+        train_cnn(data_dir, models_dir / "cnn", cnn_cfg, progress, echo)
         cnn_model, trained["cnn"] = models_dir / "cnn", True
     yamnet_model, cnn_model = Path(yamnet_model), Path(cnn_model)
     test_y, test_c = _test_clips(yamnet_model), _test_clips(cnn_model)

@@ -21,12 +21,18 @@ from .model import YamnetDetector, staging_dir
 from .progress import progress_bar
 
 
-def prepare_split(data_dir: str | Path, config: Config, echo: Callable[[str], None] = print) -> list[Clip]:
-    """Clips of ``data_dir`` plus call-free background segments, split by source."""
-    s = config.split
+def candidate_clips(data_dir: str | Path, config: Config, echo: Callable[[str], None] = print) -> list[Clip]:
+    """Clips of ``data_dir`` plus call-free background segments, not yet split."""
     clips = discover_clips(data_dir)
-    clips += background_clips(data_dir, list(config.data.backgrounds), config.data.background_clip_s, echo)
-    return split_by_source(clips, (s.train_fraction, s.val_fraction, s.test_fraction), config.seed)
+    return clips + background_clips(data_dir, list(config.data.backgrounds), config.data.background_clip_s, echo)
+
+
+def assign_splits(readable: list[Clip], config: Config) -> list[Clip]:
+    """Split the clips that could be read by source (same order). Unreadable files are left out
+    *before* the split is drawn, so a bad file cannot move other sources to another split and
+    the YAMNet head and the CNN, which read audio differently, still share one split."""
+    s = config.split
+    return split_by_source(readable, (s.train_fraction, s.val_fraction, s.test_fraction), config.seed)
 
 
 def train_yamnet(
@@ -41,7 +47,7 @@ def train_yamnet(
     Returns the metrics dictionary also written to ``out_dir/metrics.json``.
     """
     t_start = time.perf_counter()
-    clips = prepare_split(data_dir, config, echo)
+    clips = candidate_clips(data_dir, config, echo)
     backbone = YamnetBackbone(config.backbone.handle or None, config.backbone.runtime).load()
     config.backbone.handle, config.backbone.runtime = backbone.handle, backbone.runtime
     cache = EmbeddingCache(config.cache_dir or None)
@@ -51,7 +57,8 @@ def train_yamnet(
     frames, failures = embedder.embed_many(clips, "Embedding clips", progress)
     for path, reason in failures:
         echo(f"skipped {path}: {reason}")
-    kept = [(c, f) for c, f in zip(clips, frames) if f is not None]
+    readable = [(c, f) for c, f in zip(clips, frames) if f is not None]
+    kept = list(zip(assign_splits([c for c, _ in readable], config), [f for _, f in readable]))
     t_embed = time.perf_counter() - t0
 
     def part(split: str):
