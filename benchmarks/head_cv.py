@@ -64,6 +64,7 @@ VARIANTS = {
     "base, mean of 4 heads of 128 units": Variant(head={"hidden_units": 128}, heads=4),
     "base, clips mixed in at 5-20 dB SNR": Variant(augment={"snr_db_min": 5.0}),
     "base, clips mixed in at 10-30 dB SNR": Variant(augment={"snr_db_min": 10.0, "snr_db_max": 30.0}),
+    "base, linear probe (no hidden layer)": Variant(head={"hidden_units": 0}),
 }
 # backgrounds of the README's test soundscapes: never used for training
 TEST_SOUNDSCAPE_BACKGROUNDS = "recording_12,recording_13,recording_24,recording_90"

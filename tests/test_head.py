@@ -39,6 +39,19 @@ def test_fit_predict_save_load(data, pooling, tmp_path):
     assert f.shape == (x[0].shape[0],) and ((f >= 0) & (f <= 1)).all()
 
 
+def test_linear_probe_saves_only_the_output_layer(data, tmp_path):
+    x, y = data
+    head = FrameHead(hidden_units=0, pooling="max", learning_rate=0.02, max_epochs=40, patience=40, batch_size=16)
+    head.fit(x, y, x[::4], y[::4])
+    assert set(head.weights_) == {"w2", "b2"} and head.weights_["w2"].shape == (16,)
+    scores = head.predict(x)
+    assert scores[y == 1].min() > scores[y == 0].max()  # the toy classes are linearly separable
+    head.save(tmp_path / "h.npz")
+    assert np.allclose(FrameHead.load(tmp_path / "h.npz", **head.get_params()).predict(x), scores)
+    with pytest.raises(ModelError, match="incomplete"):  # weights without a hidden layer, params with one
+        FrameHead.load(tmp_path / "h.npz", **{**head.get_params(), "hidden_units": 8})
+
+
 def test_with_context_appends_neighbour_mean():
     e = np.arange(12, dtype=np.float32).reshape(4, 3)  # frame t holds 3t, 3t+1, 3t+2
     c1 = with_context(e, 1)
@@ -68,15 +81,19 @@ def test_context_head_uses_frame_order(data, tmp_path):
     assert again.context == 1 and np.allclose(again.predict(x), scores)
 
 
+@pytest.mark.parametrize("hidden", [8, 0])
 @pytest.mark.parametrize("pooling", ["mean", "max", "attention"])
-def test_numpy_inference_matches_keras_model(data, pooling):
+def test_numpy_inference_matches_keras_model(data, pooling, hidden):
     """The NumPy forward pass on each clip alone reproduces the trained Keras network on
-    padded batches (clips of 2-6 frames; the network skips padded frames)."""
+    padded batches (clips of 2-6 frames; the network skips padded frames). ``hidden`` = 0 is
+    the linear probe (no hidden layer)."""
     x, y = data
-    head = FrameHead(hidden_units=8, pooling=pooling, max_epochs=3, patience=3)
+    head = FrameHead(hidden_units=hidden, pooling=pooling, max_epochs=3, patience=3)
     head.fit(x, y, x[:8], y[:8])
     net = head._build(16)
-    net.hidden.set_weights([head.weights_["w1"], head.weights_["b1"]])
+    assert ("w1" in head.weights_) == (hidden > 0)
+    if hidden:
+        net.hidden.set_weights([head.weights_["w1"], head.weights_["b1"]])
     net.out.set_weights([head.weights_["w2"][:, None], head.weights_["b2"]])
     if pooling == "attention":
         net.att.set_weights([head.weights_["wa"][:, None], head.weights_["ba"]])

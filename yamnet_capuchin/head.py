@@ -1,6 +1,7 @@
 """A small trainable head on frozen frame embeddings (scikit-learn style: fit / predict / save / load).
 
-Per frame: Dense(hidden, ReLU) -> Dropout -> Dense(1, sigmoid) gives a frame score in [0, 1].
+Per frame: Dense(hidden, ReLU) -> Dropout -> Dense(1, sigmoid) gives a frame score in [0, 1]
+(``hidden_units`` = 0: Dropout -> Dense(1, sigmoid) on the inputs, i.e. a linear probe).
 With ``context`` = c > 0 each frame's input is its embedding followed by the mean embedding of
 its c neighbours on either side (edges repeat the end frames): a Capuchinbird call lasts 2–3 s,
 longer than one 0.96 s frame, and its growl-then-stack shape spans neighbouring frames.
@@ -151,10 +152,9 @@ class FrameHead:
             batch_size=self.batch_size, epochs=self.max_epochs, callbacks=[stop], verbose=0, shuffle=True,
         )
         self.history_ = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-        self.weights_ = {
-            "w1": net.hidden.kernel.numpy(), "b1": net.hidden.bias.numpy(),
-            "w2": net.out.kernel.numpy()[:, 0], "b2": net.out.bias.numpy(),
-        }
+        self.weights_ = {"w2": net.out.kernel.numpy()[:, 0], "b2": net.out.bias.numpy()}
+        if net.hidden is not None:
+            self.weights_.update(w1=net.hidden.kernel.numpy(), b1=net.hidden.bias.numpy())
         if net.att is not None:
             self.weights_["wa"] = net.att.kernel.numpy()[:, 0]
             self.weights_["ba"] = net.att.bias.numpy()
@@ -171,19 +171,14 @@ class FrameHead:
         class HeadNet(keras.Model):
             def __init__(self, hidden, dropout):
                 super().__init__()
-                self.hidden = layers.Dense(hidden, activation="relu")
+                self.hidden = layers.Dense(hidden, activation="relu") if hidden > 0 else None
                 self.drop = layers.Dropout(dropout)
                 self.out = layers.Dense(1)
                 self.att = layers.Dense(1) if pooling == "attention" else None
 
             def call(self, inputs, training=False):
                 x, mask = inputs
-                # the big layer runs on real frames only: padding to the longest clip is ~40 % of
-                # the frames (training: 11.1 -> 7.9 s); padded rows get h = 0 and are masked below
-                real = tf.where(mask > 0)
-                h_real = self.hidden(tf.gather_nd(x, real))
-                batch_frames = tf.shape(x, out_type=tf.int64)[:2]
-                h = tf.scatter_nd(real, h_real, tf.concat([batch_frames, [self.hidden.units]], 0))
+                h = x if self.hidden is None else self._hidden_on_real_frames(x, mask)
                 h = self.drop(h, training=training)
                 p = ops.sigmoid(ops.squeeze(self.out(h), -1))
                 if pooling == "mean":
@@ -195,6 +190,14 @@ class FrameHead:
                     a = ops.where(mask > 0, a, -1e9)
                     clip = ops.sum(ops.softmax(a, axis=1) * p, axis=1)
                 return ops.expand_dims(clip, -1)
+
+            def _hidden_on_real_frames(self, x, mask):
+                # the big layer runs on real frames only: padding to the longest clip is ~40 % of
+                # the frames (training: 11.1 -> 7.9 s); padded rows get h = 0 and are masked later
+                real = tf.where(mask > 0)
+                h_real = self.hidden(tf.gather_nd(x, real))
+                batch_frames = tf.shape(x, out_type=tf.int64)[:2]
+                return tf.scatter_nd(real, h_real, tf.concat([batch_frames, [self.hidden.units]], 0))
 
         net = HeadNet(self.hidden_units, self.dropout)
         net([np.zeros((1, 2, dim), np.float32), np.ones((1, 2), np.float32)])
@@ -209,7 +212,9 @@ class FrameHead:
     def _forward(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Hidden activations (F, H) and frame scores (F,) of (F, D) embeddings."""
         w = self._check_fitted()
-        h = np.maximum(with_context(embeddings, self.context) @ w["w1"] + w["b1"], 0.0)
+        h = with_context(embeddings, self.context)
+        if "w1" in w:
+            h = np.maximum(h @ w["w1"] + w["b1"], 0.0)
         return h, _sigmoid(h @ w["w2"] + w["b2"])
 
     def frame_scores(self, embeddings: np.ndarray) -> np.ndarray:
@@ -253,7 +258,8 @@ class FrameHead:
                 head.weights_ = {k: data[k] for k in data.files}
         except (OSError, ValueError) as exc:
             raise ModelError(f"{path}: cannot read head weights ({exc})") from None
-        missing = {"w1", "b1", "w2", "b2"} - set(head.weights_)
+        missing = ({"w1", "b1"} if head.hidden_units > 0 else set()) | {"w2", "b2"}
+        missing -= set(head.weights_)
         if missing or (head.pooling == "attention" and "wa" not in head.weights_):
             raise ModelError(f"{path}: head weights incomplete (missing {sorted(missing) or ['wa']})")
         return head
