@@ -38,10 +38,11 @@ def background(duration_s: float, sr: int = SR, rng=None, level: float = 0.02) -
     return (level * rng.standard_normal(int(duration_s * sr))).astype(np.float32)
 
 
-def write(path: Path, wave: np.ndarray, sr: int = SR, channels: int = 1, fmt: str | None = None) -> Path:
+def write(path: Path, wave: np.ndarray, sr: int = SR, channels: int = 1, fmt: str | None = None,
+          subtype: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = np.stack([wave] * channels, axis=1) if channels > 1 else wave
-    sf.write(str(path), data, sr, format=fmt)
+    sf.write(str(path), data, sr, format=fmt, subtype=subtype)
     return path
 
 
@@ -116,3 +117,12 @@ def build_tiny_yamnet(path: Path) -> Path:
     module = TinyYamnet()
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.__call__})
     return path
+
+
+def tfio_loads() -> bool:
+    """Whether the optional tensorflow-io backend can run here (it needs TensorFlow <= 2.17)."""
+    try:
+        import tensorflow_io  # noqa: F401
+    except Exception:  # ImportError, or undefined symbols with a newer TensorFlow
+        return False
+    return True

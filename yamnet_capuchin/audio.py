@@ -199,6 +199,9 @@ def _import_tfio():
     return tfio
 
 
+_TFIO_PCM_SCALE = {"int16": (0.0, 32768.0), "int32": (0.0, 2147483648.0), "uint8": (128.0, 128.0)}
+
+
 def _load_tfio(path: str | Path) -> np.ndarray:
     tfio = _import_tfio()
     import tensorflow as tf
@@ -207,9 +210,11 @@ def _load_tfio(path: str | Path) -> np.ndarray:
     try:
         audio = tfio.audio.AudioIOTensor(str(path))
         rate = int(audio.rate.numpy())
-        data = tf.cast(audio.to_tensor(), tf.float32)
-        if data.dtype != tf.float32:
-            data = tf.cast(data, tf.float32)
+        data = audio.to_tensor()
+        # integer PCM comes back unscaled (16-bit as int16, 24-bit as int32 shifted to full
+        # scale, 8-bit as uint8); floats (MP3, Ogg, float WAV) are already in [-1, 1]
+        offset, full_scale = _TFIO_PCM_SCALE.get(data.dtype.name, (0.0, 1.0))
+        data = (tf.cast(data, tf.float32) - offset) / full_scale
         mono = tf.reduce_mean(data, axis=1)
         if rate != SAMPLE_RATE:
             mono = tfio.audio.resample(mono, rate_in=rate, rate_out=SAMPLE_RATE)
@@ -219,5 +224,6 @@ def _load_tfio(path: str | Path) -> np.ndarray:
     if wave.size == 0:
         raise AudioError(path, "contains no audio samples")
     if not np.isfinite(wave).all():
-        raise AudioError(path, "contains NaN or infinite samples")
+        raise AudioError(path, "contains NaN or infinite samples as decoded by tensorflow-io "
+                               "(it misreads 32-bit integer WAV; the soundfile backend reads it)")
     return np.clip(wave, -1.0, 1.0)
