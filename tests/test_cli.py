@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from synth import call, soundscape, write
+from synth import call, soundscape, tfio_loads, write
 from yamnet_capuchin.cli import app
 
 FAST = ["--set", "head.hidden_units=32", "--set", "head.max_epochs=40", "--set", "augment.copies=1", "-q"]
@@ -85,6 +85,29 @@ def test_predict_scores_good_files_and_reports_bad_ones(trained, tmp_path, monke
     rows = list(csv.DictReader(open(scores)))
     assert {r["path"].split("/")[-1] for r in rows} == {"call.wav", "call2.flac"}
     assert all(r["label"] == "1" for r in rows)
+
+
+def test_model_runs_with_its_own_audio_backend_unless_told_otherwise(trained, tmp_path, monkeypatch, tiny_yamnet):
+    """A model trained on tensorflow-io audio is run with tensorflow-io, not silently with the
+    default backend; --set audio.backend=... overrides that, with a warning."""
+    monkeypatch.setenv("YAMCAP_YAMNET", str(tiny_yamnet))
+    model = tmp_path / "m"
+    shutil.copytree(trained[0], model)
+    for name, old, new in (("model.json", '"audio_backend": "soundfile"', '"audio_backend": "tfio"'),
+                           ("config.toml", 'backend = "soundfile"', 'backend = "tfio"')):
+        text = (model / name).read_text()
+        assert old in text
+        (model / name).write_text(text.replace(old, new))
+    clip = write(tmp_path / "clips" / "call.wav", call(2.5))
+    r = CliRunner().invoke(app, ["count", "-m", str(model), str(clip), "--out", str(tmp_path / "c"), "-q"])
+    assert "now 'soundfile'" not in r.output
+    if not tfio_loads():  # here the model's backend cannot run, and says so
+        assert r.exit_code == 2 and "tensorflow-io" in r.output, r.output
+    r = CliRunner().invoke(app, ["predict", "-m", str(model), str(clip), "--out", str(tmp_path / "a.csv"), "-q",
+                                 "--set", "audio.backend=soundfile"])
+    assert r.exit_code == 0, r.output
+    assert "trained with audio backend 'tfio', now 'soundfile'" in r.output
+    assert (tmp_path / "a.csv").read_text().startswith("path,score,label")
 
 
 def test_predict_leaves_no_file_when_nothing_scores(trained, tmp_path, monkeypatch, tiny_yamnet):

@@ -66,6 +66,30 @@ def _load_config(config: Optional[Path], sets: Optional[List[str]], overrides: d
     return Config.load(config, pairs)
 
 
+def _requested_backend(config: Optional[Path], sets: Optional[List[str]]) -> Optional[str]:
+    """The audio backend the user asked for (--set, else the --config file), or None: then a
+    model is run with the backend it was trained with, not with the default one."""
+    for item in reversed(sets or []):
+        key, _, value = item.partition("=")
+        if key.strip() == "audio.backend":
+            return value.strip()
+    if config is not None:
+        from .config import tomllib
+
+        with open(config, "rb") as fh:  # Config.load has already read and checked this file
+            return tomllib.load(fh).get("audio", {}).get("backend")
+    return None
+
+
+def _load_detector(model, yamnet, runtime, cfg, config: Optional[Path], sets: Optional[List[str]]):
+    """Load a model; ``cfg`` takes over its backbone and audio backend (unless one was asked for)."""
+    from .model import load_model
+
+    detector = load_model(model, yamnet=yamnet, runtime=runtime, audio_backend=_requested_backend(config, sets))
+    cfg.backbone, cfg.audio.backend = detector.config.backbone, detector.config.audio.backend
+    return detector
+
+
 def _guard(fn):
     """Run a command body; YamcapError -> one red line and exit 2; Ctrl-C -> exit 130."""
     from .errors import YamcapError
@@ -156,6 +180,8 @@ def predict(
     out: Path = typer.Option(..., "--out", "-o", help="CSV to write: path,score,label."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model directory (default: the model shipped with yamcap)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Decision threshold (default: the model's)."),
+    config: Optional[Path] = ConfigOpt,
+    sets: Optional[List[str]] = SetOpt,
     yamnet: Optional[str] = YamnetOpt,
     runtime: Optional[str] = RuntimeOpt,
     quiet: bool = QuietOpt,
@@ -173,14 +199,14 @@ def predict(
 
     def body():
         from .fileio import atomic_write_csv, expand_audio_paths
-        from .model import load_model
         from .predict import predict_files
 
+        cfg = _load_config(config, sets, {})
         files = expand_audio_paths(paths)
         if not files:
             _fail("no audio files found in the given paths")
-        detector = load_model(model, yamnet=yamnet, runtime=runtime)
-        preds, failures = predict_files(detector, files, threshold, detector.config.audio.backend, not quiet)
+        detector = _load_detector(model, yamnet, runtime, cfg, config, sets)
+        preds, failures = predict_files(detector, files, threshold, cfg.audio.backend, not quiet)
         if preds:
             atomic_write_csv(out, ("path", "score", "label"), [(p.path, f"{p.score:.6f}", p.label) for p in preds])
         _report_failures(failures)
@@ -231,7 +257,6 @@ def count(
     def body():
         from .count import count_files
         from .fileio import expand_audio_paths
-        from .model import load_model
 
         cfg = _load_config(config, sets, {
             "events.threshold": threshold, "events.off_threshold": off_threshold, "events.min_gap_s": min_gap,
@@ -243,8 +268,7 @@ def count(
             _fail("no audio files found in the given paths")
         if runtime == "tflite" and not yamnet and not os.environ.get("YAMCAP_YAMNET", "").endswith(".tflite"):
             _fail("--runtime tflite needs a .tflite file: pass --yamnet PATH/yamnet.tflite")
-        detector = load_model(model, yamnet=yamnet, runtime=runtime, audio_backend=cfg.audio.backend)
-        cfg.backbone = detector.config.backbone
+        detector = _load_detector(model, yamnet, runtime, cfg, config, sets)
         run = count_files(detector, files, out, cfg, plots=plots, progress=not quiet, echo=typer.echo)
         _report_failures(run.failures)
         _print_count_summary(run, out)
@@ -379,10 +403,9 @@ def evaluate(
     def body():
         from .evaluation import run_evaluate
         from .fileio import expand_audio_paths
-        from .model import load_model
 
         cfg = _load_config(config, sets, {"events.notebook_rule": notebook_rule or None})
-        detector = load_model(model, yamnet=yamnet, runtime=runtime, audio_backend=cfg.audio.backend)
+        detector = _load_detector(model, yamnet, runtime, cfg, config, sets)
         files = expand_audio_paths(audio)
         r = run_evaluate(detector, truth, files, out, cfg, min_iou, collar, progress=not quiet, echo=typer.echo,
                          tune=tune)
