@@ -52,6 +52,18 @@ def test_compatibility_rules():
         check_compatible(base, {**base, "name": "cnn"})
 
 
+def test_compatibility_of_tflite_kernels():
+    lite = {"name": "yamnet", "version": "1", "runtime": "tflite", "fingerprint": "a", "handle": "y.tflite"}
+    xnn, ref = {**lite, "tflite_kernels": "xnnpack"}, {**lite, "tflite_kernels": "reference"}
+    assert check_compatible(xnn, dict(xnn)) == [] and check_compatible(lite, ref) == []  # unrecorded: no claim
+    (note,) = check_compatible(xnn, ref)
+    assert "xnnpack kernels, now reference kernels" in note
+    saved = {**lite, "runtime": "savedmodel", "fingerprint": "b"}
+    (note,) = check_compatible(saved, ref)
+    assert "runtime" in note and "reference kernels" in note
+    assert "reference" not in check_compatible(saved, xnn)[0]
+
+
 def test_cache_roundtrip(tiny_yamnet, tmp_path):
     bb = YamnetBackbone(str(tiny_yamnet))
     frames = bb.embed(call(2.0))

