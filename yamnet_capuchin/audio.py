@@ -194,7 +194,7 @@ def _import_tfio():
         raise YamcapError(
             "audio backend 'tfio' unavailable: tensorflow-io failed to load "
             f"({_short(exc)}). tensorflow-io 0.37.1 works only with TensorFlow <= 2.17; "
-            "use audio.backend = \"soundfile\" instead."
+            "use --set audio.backend=soundfile (or audio.backend = \"soundfile\" in a config) instead."
         ) from None
     return tfio
 
