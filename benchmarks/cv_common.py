@@ -74,11 +74,13 @@ class TrainVal:
 
     def fit_head(self, fit: np.ndarray, stop: np.ndarray, copies: int, params: dict, seed: int = 0,
                  extra_negatives: list | None = None, extra_positives: list | None = None,
-                 augment: AugmentConfig | None = None) -> FrameHead:
+                 augment: AugmentConfig | None = None, balance_sources: bool = False) -> FrameHead:
         """A head trained as ``yamcap train`` trains it: on ``fit`` plus ``copies`` augmented
         copies of each of its clips (noise drawn from its negatives), stopped early on ``stop``;
         ``extra_negatives`` / ``extra_positives``: more (F, D) bags labelled 0 / 1, added to the
-        fitting set; ``augment``: the augmentation settings (default: the package's)."""
+        fitting set; ``augment``: the augmentation settings (default: the package's);
+        ``balance_sources``: each source recording weighs the same within its class, however
+        many clips (and copies) it has (extra bags count as one source per class)."""
         neg, pos = list(extra_negatives or []), list(extra_positives or [])
         bags = [self.x[i] for i in fit] + pos + neg
         labels = list(self.y[fit]) + [1] * len(pos) + [0] * len(neg)
@@ -88,10 +90,27 @@ class TrainVal:
             labels.append(label)
         # the inputs are built here (self.inputs); the head's own ``inputs`` is only a record
         head = FrameHead(seed=seed, **{k: v for k, v in params.items() if k != "inputs"})
-        return head.fit(bags, np.array(labels), [self.x[i] for i in stop], self.y[stop])
+        weights = None
+        if balance_sources:
+            groups = ([self.groups[i] for i in fit] + ["mined+"] * len(pos) + ["mined-"] * len(neg)
+                      + [self.groups[i] for i in whole for _ in range(copies)])
+            weights = source_balanced_weights(np.array(labels), np.array(groups))
+        return head.fit(bags, np.array(labels), [self.x[i] for i in stop], self.y[stop], sample_weight=weights)
 
     def scores(self, head: FrameHead, idx: np.ndarray) -> np.ndarray:
         return head.predict([self.x[i] for i in idx])
+
+
+def source_balanced_weights(labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """(N,) weights under which every source weighs the same within its class and each class
+    keeps its total (its clip count): clip i gets (n_c / S_c) / n_source(i)."""
+    w = np.zeros(len(labels))
+    for c in np.unique(labels):
+        in_c = labels == c
+        sources, counts = np.unique(groups[in_c], return_counts=True)
+        per_source = dict(zip(sources, counts))
+        w[in_c] = [in_c.sum() / len(sources) / per_source[g] for g in groups[in_c]]
+    return w
 
 
 class MeanOfHeads:

@@ -38,6 +38,7 @@ class Variant:
     inputs: str = "embeddings"  # cv_common.head_inputs
     heads: int = 1  # > 1: that many heads (seeds 0..n-1: initialisation and augmentation draws), averaged
     augment: dict = field(default_factory=dict)  # augmentation settings that differ from configs/default.toml
+    balance_sources: bool = False  # every source weighs the same within its class (cv_common.fit_head)
 
 
 # Mined negatives / positives (self-training): in each fold a first head scores the forest
@@ -65,6 +66,7 @@ VARIANTS = {
     "base, clips mixed in at 5-20 dB SNR": Variant(augment={"snr_db_min": 5.0}),
     "base, clips mixed in at 10-30 dB SNR": Variant(augment={"snr_db_min": 10.0, "snr_db_max": 30.0}),
     "base, linear probe (no hidden layer)": Variant(head={"hidden_units": 0}),
+    "base, sources weighted equally": Variant(balance_sources=True),
 }
 # backgrounds of the README's test soundscapes: never used for training
 TEST_SOUNDSCAPE_BACKGROUNDS = "recording_12,recording_13,recording_24,recording_90"
@@ -102,7 +104,8 @@ def main() -> None:
                     head = MeanOfHeads([data.fit_head(fit, stop, variant.copies, params, seed=s, augment=aug)
                                         for s in range(variant.heads)])
                 else:
-                    head = data.fit_head(fit, stop, variant.copies, params, augment=aug)
+                    head = data.fit_head(fit, stop, variant.copies, params, augment=aug,
+                                         balance_sources=variant.balance_sources)
                 if variant.mined_negatives or variant.mined_positives is not None:
                     neg = mine_negatives(head, forest, inputs=data.inputs) if variant.mined_negatives else []
                     pos = ([] if variant.mined_positives is None else

@@ -52,6 +52,19 @@ def test_linear_probe_saves_only_the_output_layer(data, tmp_path):
         FrameHead.load(tmp_path / "h.npz", **{**head.get_params(), "hidden_units": 8})
 
 
+def test_sample_weight_zero_ignores_a_clip(data):
+    """Clips weighted 0 do not pull the head: mislabelled ones are learnt only without weights."""
+    x, y = data
+    wrong = y.copy()
+    wrong[:8] = 0  # 8 positives labelled negative
+    weight = np.ones(len(y))
+    weight[:8] = 0.0
+    params = dict(hidden_units=8, pooling="max", max_epochs=40, patience=40, batch_size=16, learning_rate=0.01)
+    ignored = FrameHead(**params).fit(x, wrong, x[::4], y[::4], sample_weight=weight).predict(x[:8])
+    learnt = FrameHead(**params).fit(x, wrong, x[::4], y[::4]).predict(x[:8])
+    assert ignored.min() > 0.95 and learnt.mean() < ignored.mean() - 0.1  # measured: 1.00 vs 0.80
+
+
 def test_with_context_appends_neighbour_mean():
     e = np.arange(12, dtype=np.float32).reshape(4, 3)  # frame t holds 3t, 3t+1, 3t+2
     c1 = with_context(e, 1)

@@ -125,8 +125,9 @@ class FrameHead:
         return head_inputs(frames, self.inputs)
 
     # -- training -----------------------------------------------------------------------
-    def fit(self, bags, labels, val_bags, val_labels) -> "FrameHead":
-        """Train on clips given as lists of (F_i, D) frame inputs (:meth:`frame_inputs`) with 0/1 labels."""
+    def fit(self, bags, labels, val_bags, val_labels, sample_weight=None) -> "FrameHead":
+        """Train on clips given as lists of (F_i, D) frame inputs (:meth:`frame_inputs`) with 0/1
+        labels; ``sample_weight`` (N,): per-clip weights, multiplied into the class weights."""
         from .backbones import import_tensorflow
 
         import_tensorflow()
@@ -145,6 +146,8 @@ class FrameHead:
         if self.balance_classes and 0 < y.sum() < len(y):
             pos = float(y.sum())
             weights = np.where(y[:, 0] == 1, len(y) / (2 * pos), len(y) / (2 * (len(y) - pos))).astype(np.float32)
+        if sample_weight is not None:
+            weights = weights * np.asarray(sample_weight, np.float32)
         net.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="binary_crossentropy")
         stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience, restore_best_weights=True)
         hist = net.fit(
