@@ -113,6 +113,26 @@ def source_balanced_weights(labels: np.ndarray, groups: np.ndarray) -> np.ndarra
     return w
 
 
+class SustainedScore:
+    """A trained head scored differently: clip score = the best run of ``frames`` consecutive
+    frames, each run scored by the ``reduce`` ("min" or "mean") of its frame scores (1 frame =
+    max pooling). A call (2-3 s) spans several 0.48 s-hop frames; a short coo may fill one."""
+
+    def __init__(self, head, frames: int = 2, reduce: str = "min"):
+        self.head, self.frames, self.reduce = head, frames, {"min": np.min, "mean": np.mean}[reduce]
+
+    def frame_scores(self, x: np.ndarray) -> np.ndarray:
+        return self.head.frame_scores(x)
+
+    def predict(self, bags: list[np.ndarray]) -> np.ndarray:
+        out = []
+        for b in bags:
+            p = self.frame_scores(b)
+            n = min(self.frames, len(p))
+            out.append(max(self.reduce(p[t: t + n]) for t in range(len(p) - n + 1)))
+        return np.array(out, dtype=np.float32)
+
+
 class MeanOfHeads:
     """Heads averaged frame by frame: frame score = the heads' mean, clip score = its maximum
     (as with one max-pooling head, so counting could use the same frame scores)."""

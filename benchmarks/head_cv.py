@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from cv_common import MeanOfHeads, TrainVal, f1_at, mine_negatives, mine_positives
+from cv_common import MeanOfHeads, SustainedScore, TrainVal, f1_at, mine_negatives, mine_positives
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from yamnet_capuchin.config import AugmentConfig, Config
@@ -39,6 +39,7 @@ class Variant:
     heads: int = 1  # > 1: that many heads (seeds 0..n-1: initialisation and augmentation draws), averaged
     augment: dict = field(default_factory=dict)  # augmentation settings that differ from configs/default.toml
     balance_sources: bool = False  # every source weighs the same within its class (cv_common.fit_head)
+    sustained: tuple[int, str] | None = None  # score the trained head with cv_common.SustainedScore(frames, reduce)
 
 
 # Mined negatives / positives (self-training): in each fold a first head scores the forest
@@ -67,6 +68,8 @@ VARIANTS = {
     "base, clips mixed in at 10-30 dB SNR": Variant(augment={"snr_db_min": 10.0, "snr_db_max": 30.0}),
     "base, linear probe (no hidden layer)": Variant(head={"hidden_units": 0}),
     "base, sources weighted equally": Variant(balance_sources=True),
+    "base, scored by the best 2 adjacent frames (min)": Variant(sustained=(2, "min")),
+    "base, scored by the best 2 adjacent frames (mean)": Variant(sustained=(2, "mean")),
 }
 # backgrounds of the README's test soundscapes: never used for training
 TEST_SOUNDSCAPE_BACKGROUNDS = "recording_12,recording_13,recording_24,recording_90"
@@ -112,6 +115,8 @@ def main() -> None:
                            mine_positives(head, forest, variant.mined_positives, inputs=data.inputs))
                     head = data.fit_head(fit, stop, variant.copies, params, extra_negatives=neg, extra_positives=pos,
                                          augment=aug)
+                if variant.sustained:
+                    head = SustainedScore(head, *variant.sustained)
                 scores[held_out] = data.scores(head, held_out)
                 thresholds[held_out] = best_f1_threshold(data.y[stop], data.scores(head, stop))
             f1, fp, fn = f1_at(data.y, scores, thresholds)

@@ -128,8 +128,8 @@ def train(
     The split is made by *source recording* (70/10/20 % of sources by default), so clips cut from
     one recording never sit on both sides. The decision threshold is the best-F1 one on the
     validation split and is stored with the model. Files that cannot be read are left out before
-    the split is drawn and listed with their reasons (also in metrics.json); the model is still written, and the exit
-    status is then 1.
+    the split is drawn and listed with their reasons (also in metrics.json); the model is still
+    written, and the exit status is then 1.
 
     Examples:
 
