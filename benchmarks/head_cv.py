@@ -17,7 +17,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from cv_common import MeanOfHeads, SustainedScore, TrainVal, f1_at, mine_negatives, mine_positives
+from cv_common import (
+    MeanOfHeads,
+    SustainedScore,
+    TrainVal,
+    f1_at,
+    mine_negatives,
+    mine_positives,
+)
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from yamnet_capuchin.config import AugmentConfig, Config

@@ -59,7 +59,8 @@ def test_sample_weight_zero_ignores_a_clip(data):
     wrong[:8] = 0  # 8 positives labelled negative
     weight = np.ones(len(y))
     weight[:8] = 0.0
-    params = dict(hidden_units=8, pooling="max", max_epochs=40, patience=40, batch_size=16, learning_rate=0.01)
+    params = {"hidden_units": 8, "pooling": "max", "max_epochs": 40, "patience": 40, "batch_size": 16,
+              "learning_rate": 0.01}
     ignored = FrameHead(**params).fit(x, wrong, x[::4], y[::4], sample_weight=weight).predict(x[:8])
     learnt = FrameHead(**params).fit(x, wrong, x[::4], y[::4]).predict(x[:8])
     assert ignored.min() > 0.95 and learnt.mean() < ignored.mean() - 0.1  # measured: 1.00 vs 0.80
