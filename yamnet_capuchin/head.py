@@ -155,9 +155,10 @@ class FrameHead:
             batch_size=self.batch_size, epochs=self.max_epochs, callbacks=[stop], verbose=0, shuffle=True,
         )
         self.history_ = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-        self.weights_ = {"w2": net.out.kernel.numpy()[:, 0], "b2": net.out.bias.numpy()}
+        self.weights_ = {}  # in this order, so that a retrained head.npz is the same file byte for byte
         if net.hidden is not None:
             self.weights_.update(w1=net.hidden.kernel.numpy(), b1=net.hidden.bias.numpy())
+        self.weights_.update(w2=net.out.kernel.numpy()[:, 0], b2=net.out.bias.numpy())
         if net.att is not None:
             self.weights_["wa"] = net.att.kernel.numpy()[:, 0]
             self.weights_["ba"] = net.att.bias.numpy()
