@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
 from yamnet_capuchin.backbones import YamnetBackbone
@@ -20,6 +21,7 @@ from yamnet_capuchin.dataset import read_manifest
 from yamnet_capuchin.features import ClipEmbedder
 from yamnet_capuchin.head import FrameHead
 from yamnet_capuchin.head import head_inputs as package_head_inputs
+from yamnet_capuchin.metrics import best_f1_threshold
 
 
 def head_inputs(frames, inputs: str = "embeddings") -> np.ndarray:
@@ -50,13 +52,15 @@ class TrainVal:
         self.x = [head_inputs(f, self.inputs) for f in self.frames]
 
     @classmethod
-    def load(cls, manifest: Path) -> TrainVal:
+    def load(cls, manifest: Path, backbone: YamnetBackbone | None = None, inputs: str = "embeddings") -> TrainVal:
+        """The train + validation clips of ``manifest``, embedded by ``backbone`` (default: YAMNet
+        as ``YAMCAP_YAMNET`` names it)."""
         warnings.simplefilter("ignore")
         clips = [c for c in read_manifest(manifest) if c.split in ("train", "val")]
-        embedder = ClipEmbedder(YamnetBackbone(), EmbeddingCache())
+        embedder = ClipEmbedder(backbone or YamnetBackbone(), EmbeddingCache())
         return cls(
             clips, [embedder.embed_clip(c) for c in clips],
-            np.array([c.label for c in clips]), np.array([c.source for c in clips]), embedder,
+            np.array([c.label for c in clips]), np.array([c.source for c in clips]), embedder, inputs,
         )
 
     def folds(self, idx: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -197,3 +201,35 @@ def f1_at(labels: np.ndarray, scores: np.ndarray, thresholds: np.ndarray | float
     fp = int(np.sum(pred & (labels == 0)))
     fn = int(np.sum(~pred & (labels == 1)))
     return 2 * tp / (2 * tp + fp + fn), fp, fn
+
+
+def cross_validate(data: TrainVal, make_head, folds: int = 5, repeats: int = 3) -> list[tuple]:
+    """Out-of-fold clip scores from ``folds`` source-grouped folds, for each of ``repeats`` fold
+    assignments (seeds 0..repeats-1). ``make_head(data, fit, stop)`` trains a head (anything with
+    ``predict(bags)``) on the clips ``fit``, stopped early on ``stop``; each fold's threshold is the
+    best F1 on its own ``stop`` clips, as ``yamcap train`` picks it on the validation split.
+    Returns one (ROC-AUC, PR-AUC, F1, FP, FN) per repeat."""
+    every = np.arange(len(data.y))
+    rows = []
+    for repeat in range(repeats):
+        scores, thresholds = np.zeros(len(every)), np.zeros(len(every))
+        for k, (train, held_out) in enumerate(data.folds(every, folds, repeat)):
+            fit, stop = data.stop_split(train, k)
+            head = make_head(data, fit, stop)
+            scores[held_out] = data.scores(head, held_out)
+            thresholds[held_out] = best_f1_threshold(data.y[stop], data.scores(head, stop))
+        f1, fp, fn = f1_at(data.y, scores, thresholds)
+        rows.append((roc_auc_score(data.y, scores), average_precision_score(data.y, scores), f1, fp, fn))
+    return rows
+
+
+def print_header(data: TrainVal, folds: int, repeats: int) -> None:
+    print(f"{len(data.y)} train+val clips, {len(set(data.groups))} sources, {folds} source-grouped folds "
+          f"x {repeats} repeats")
+    print(f"{'variant':40s} {'ROC-AUC':>8s} {'PR-AUC':>8s} {'F1':>7s} {'FP':>5s} {'FN':>5s}  (mean over repeats)")
+
+
+def print_row(name: str, rows: list[tuple], seconds: float) -> None:
+    roc, pr, f1, fp, fn = np.mean(rows, axis=0)
+    print(f"{name:40s} {roc:8.4f} {pr:8.4f} {f1:7.4f} {fp:5.1f} {fn:5.1f}  "
+          f"(F1 per repeat {' '.join(f'{r[2]:.3f}' for r in rows)}; {seconds:.0f} s)", flush=True)

@@ -16,21 +16,20 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 from cv_common import (
     MeanOfHeads,
     SustainedScore,
     TrainVal,
-    f1_at,
+    cross_validate,
     mine_negatives,
     mine_positives,
+    print_header,
+    print_row,
 )
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from yamnet_capuchin.config import AugmentConfig, Config
 from yamnet_capuchin.dataset import read_manifest
 from yamnet_capuchin.fileio import expand_audio_paths
-from yamnet_capuchin.metrics import best_f1_threshold
 
 
 @dataclass(frozen=True)
@@ -93,10 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     loaded = TrainVal.load(args.manifest)
     forest = unlabelled_forest(args.manifest, loaded, args.not_mined.split(","))
-    every = np.arange(len(loaded.y))
-    print(f"{len(every)} train+val clips, {len(set(loaded.groups))} sources, {args.folds} source-grouped folds "
-          f"x {args.repeats} repeats")
-    print(f"{'variant':40s} {'ROC-AUC':>8s} {'PR-AUC':>8s} {'F1':>7s} {'FP':>5s} {'FN':>5s}  (mean over repeats)")
+    print_header(loaded, args.folds, args.repeats)
     defaults = vars(Config().head)
     for name, variant in VARIANTS.items():
         if args.only and name not in args.only:
@@ -105,32 +101,24 @@ def main() -> None:
         params = {**defaults, **variant.head}
         aug = replace(AugmentConfig(), **variant.augment)
         t0 = time.perf_counter()
-        rows = []
-        for repeat in range(args.repeats):
-            scores, thresholds = np.zeros(len(every)), np.zeros(len(every))
-            for k, (train, held_out) in enumerate(data.folds(every, args.folds, repeat)):
-                fit, stop = data.stop_split(train, k)
-                if variant.heads > 1:
-                    head = MeanOfHeads([data.fit_head(fit, stop, variant.copies, params, seed=s, augment=aug)
-                                        for s in range(variant.heads)])
-                else:
-                    head = data.fit_head(fit, stop, variant.copies, params, augment=aug,
-                                         balance_sources=variant.balance_sources)
-                if variant.mined_negatives or variant.mined_positives is not None:
-                    neg = mine_negatives(head, forest, inputs=data.inputs) if variant.mined_negatives else []
-                    pos = ([] if variant.mined_positives is None else
-                           mine_positives(head, forest, variant.mined_positives, inputs=data.inputs))
-                    head = data.fit_head(fit, stop, variant.copies, params, extra_negatives=neg, extra_positives=pos,
-                                         augment=aug)
-                if variant.sustained:
-                    head = SustainedScore(head, *variant.sustained)
-                scores[held_out] = data.scores(head, held_out)
-                thresholds[held_out] = best_f1_threshold(data.y[stop], data.scores(head, stop))
-            f1, fp, fn = f1_at(data.y, scores, thresholds)
-            rows.append((roc_auc_score(data.y, scores), average_precision_score(data.y, scores), f1, fp, fn))
-        roc, pr, f1, fp, fn = np.mean(rows, axis=0)
-        print(f"{name:40s} {roc:8.4f} {pr:8.4f} {f1:7.4f} {fp:5.1f} {fn:5.1f}  "
-              f"(F1 per repeat {' '.join(f'{r[2]:.3f}' for r in rows)}; {time.perf_counter() - t0:.0f} s)", flush=True)
+
+        def make_head(data, fit, stop, variant=variant, params=params, aug=aug):
+            if variant.heads > 1:
+                head = MeanOfHeads([data.fit_head(fit, stop, variant.copies, params, seed=s, augment=aug)
+                                    for s in range(variant.heads)])
+            else:
+                head = data.fit_head(fit, stop, variant.copies, params, augment=aug,
+                                     balance_sources=variant.balance_sources)
+            if variant.mined_negatives or variant.mined_positives is not None:
+                neg = mine_negatives(head, forest, inputs=data.inputs) if variant.mined_negatives else []
+                pos = ([] if variant.mined_positives is None else
+                       mine_positives(head, forest, variant.mined_positives, inputs=data.inputs))
+                head = data.fit_head(fit, stop, variant.copies, params, extra_negatives=neg, extra_positives=pos,
+                                     augment=aug)
+            return SustainedScore(head, *variant.sustained) if variant.sustained else head
+
+        rows = cross_validate(data, make_head, args.folds, args.repeats)
+        print_row(name, rows, time.perf_counter() - t0)
 
 
 def unlabelled_forest(manifest: Path, data: TrainVal, not_mined: list[str]) -> list:
