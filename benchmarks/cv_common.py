@@ -28,12 +28,36 @@ def head_inputs(frames, inputs: str = "embeddings") -> np.ndarray:
     """What the head sees per frame, (F, D): the head inputs ``yamcap train`` offers
     (``head.inputs``), or two experiments: ``"embeddings+spectral_shape*S"``, the spectral shape
     scaled by S instead of the package's 0.25, and ``"embeddings+scores"``, the embeddings
-    followed by the 521 AudioSet scores, scaled by 4 to about the embeddings' range."""
+    followed by the 521 AudioSet scores, scaled by 4 to about the embeddings' range; and
+    ``"map:<pooling>"`` for frames whose embeddings hold YAMNet's whole last feature map (see
+    :func:`pool_feature_map`)."""
+    if inputs.startswith("map:"):
+        return pool_feature_map(frames.embeddings, inputs[4:])
     if inputs == "embeddings+scores":
         return np.concatenate([frames.embeddings, 4 * frames.class_scores], axis=1).astype(np.float32)
     if inputs.startswith("embeddings+spectral_shape*"):
         return package_head_inputs(frames, "embeddings+spectral_shape", float(inputs.rsplit("*", 1)[1]))
     return package_head_inputs(frames, inputs)
+
+
+FEATURE_MAP_SHAPE = (3, 2, 1024)  # YAMNet's last feature map per frame: time x frequency x channels
+
+
+def pool_feature_map(maps: np.ndarray, pooling: str) -> np.ndarray:
+    """Per-frame features from YAMNet's last feature map, ``maps`` (F, 6144) = (F, 3, 2, 1024)
+    flattened: ``"mean"`` over time and frequency (YAMNet's own 1024-d embedding), ``"max"`` over
+    both, ``"mean+max"`` (2048-d), or ``"freq"``: the mean over time of each of the two frequency
+    halves side by side (2048-d), which keeps where in frequency the energy lies."""
+    m = maps.reshape(len(maps), *FEATURE_MAP_SHAPE)
+    pooled = {
+        "mean": lambda: m.mean(axis=(1, 2)),
+        "max": lambda: m.max(axis=(1, 2)),
+        "mean+max": lambda: np.concatenate([m.mean(axis=(1, 2)), m.max(axis=(1, 2))], axis=1),
+        "freq": lambda: m.mean(axis=1).reshape(len(m), -1),
+    }
+    if pooling not in pooled:
+        raise ValueError(f"unknown feature-map pooling '{pooling}' (choose {', '.join(pooled)})")
+    return pooled[pooling]().astype(np.float32)
 
 
 @dataclass
