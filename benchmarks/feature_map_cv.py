@@ -46,9 +46,13 @@ class FeatureMapYamnet(YamnetBackbone):
         # a cache key of its own: these frames are not the package's
         return {**super().identity(), "frames": "last feature map 3x2x1024"}
 
+    def _load_tflite(self) -> None:
+        super()._load_tflite()
+        self._map_tensor = next(d["index"] for d in self._interpreter.get_tensor_details()
+                                if d["name"].startswith(FEATURE_MAP_TENSOR))
+
     def _embed_tflite(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        interp = self._interpreter
-        tensor = next(d["index"] for d in interp.get_tensor_details() if d["name"].startswith(FEATURE_MAP_TENSOR))
+        interp, tensor = self._interpreter, self._map_tensor
         n = yamnet_frame_count(wave.size)
         padded = np.zeros((n - 1) * YAMNET_HOP + YAMNET_WINDOW, np.float32)
         padded[: wave.size] = wave
