@@ -206,18 +206,14 @@ def load_clip_waves(clips: list[Clip], audio_backend: str, progress: bool):
 
 
 def train_cnn(data_dir, out_dir, config: Config, progress: bool = True,
-              echo: Callable[[str], None] = print, clips: list[Clip] | None = None) -> dict:
-    """Train the notebook CNN on the same source-grouped split as YAMNet; write ``out_dir``.
-
-    ``clips``: already split clips to use instead of those of ``data_dir``."""
+              echo: Callable[[str], None] = print) -> dict:
+    """Train the notebook CNN on the same source-grouped split as YAMNet; write ``out_dir``."""
     from .train import assign_splits, candidate_clips
 
     t_start = time.perf_counter()
     c = config.cnn
-    candidates = clips if clips is not None else candidate_clips(data_dir, config, echo)
-    waves, kept, failures = load_clip_waves(candidates, config.audio.backend, progress)
-    if clips is None:
-        kept = assign_splits(kept, config)
+    waves, kept, failures = load_clip_waves(candidate_clips(data_dir, config, echo), config.audio.backend, progress)
+    kept = assign_splits(kept, config)
     for path, reason in failures:
         echo(f"skipped {path}: {reason}")
     length = c.selected_length or selected_length_from(kept, config.audio.backend)
