@@ -75,6 +75,10 @@ def main() -> None:
     parser.add_argument("--poolings", nargs="*", default=["mean", "max", "freq", "mean+max"])
     args = parser.parse_args()
     loaded = TrainVal.load(args.manifest, FeatureMapYamnet(args.yamnet, runtime="tflite"), inputs="map:mean")
+    # the "mean" row must be YAMNet's own embedding: compare it with the TFLite embedding tensor
+    reference = YamnetBackbone(args.yamnet, runtime="tflite").embed(loaded.embedder.load(Path(loaded.clips[0].path)))
+    print(f"map mean vs YAMNet TFLite embedding, {loaded.clips[0].path}: max |difference| "
+          f"{np.abs(reference.embeddings - loaded.x[0]).max():.1e}")
     print_header(loaded, args.folds, args.repeats)
     params = vars(Config().head)
     for pooling in args.poolings:
