@@ -51,6 +51,15 @@ class DataConfig:
     # segments: the training clips hold little forest background, which causes false events.
     backgrounds: list = field(default_factory=lambda: ["recording_01", "recording_49", "recording_91"])
     background_clip_s: float = 3.0
+    # Folders of Raven tables (yamnet_capuchin.annotations) whose selections join training:
+    # `capuchin` as positives, `other:*` as negatives, `unsure` left out. In folders listed
+    # under complete_annotations every call is marked, so the unlabelled rest of each
+    # recording is cut into background_clip_s negatives too. A families.csv in a folder
+    # (yamcap families) groups its recordings for the split.
+    annotations: list = field(default_factory=list)
+    complete_annotations: list = field(default_factory=list)
+    audio_dirs: list = field(default_factory=list)  # where annotated recordings are found (besides the data's forest folder)
+    annotation_margin_s: float = 0.5  # unlabelled negatives keep this far from any selection
 
 
 @dataclass

@@ -164,3 +164,89 @@ def split_summary(clips: list[Clip]) -> dict[str, dict[str, int]]:
             "background_segments": sum(c.is_segment for c in part),
         }
     return out
+
+
+# -- segments of annotated long recordings ------------------------------------------------
+
+MIN_SEGMENT_S = 1.0  # a selection shorter than this is widened (centred) to one YAMNet window and a bit
+
+
+def selection_clips(path: Path, selections, source: str, complete: bool, clip_s: float = 3.0,
+                    margin_s: float = 0.5, duration_s: float | None = None) -> list[Clip]:
+    """Training segments of one annotated recording (not yet split).
+
+    ``capuchin`` selections -> positives, ``other:*`` -> negatives, ``unsure`` -> nothing.
+    With ``complete`` (every call in the recording is marked), the audio that lies at least
+    ``margin_s`` away from every selection is cut into ``clip_s`` negatives as well (pieces
+    shorter than ``MIN_SEGMENT_S`` are dropped). All segments get ``source``, so one recording
+    (or family) never lands in two splits."""
+    from .annotations import is_call, is_other
+
+    clips: list[Clip] = []
+    for s in selections:
+        label = 1 if is_call(s.label) else 0 if is_other(s.label) else None
+        if label is None:
+            continue
+        start, end = s.begin_s, s.end_s
+        if end - start < MIN_SEGMENT_S:
+            mid = (start + end) / 2
+            start, end = max(0.0, mid - MIN_SEGMENT_S / 2), max(0.0, mid - MIN_SEGMENT_S / 2) + MIN_SEGMENT_S
+        clips.append(Clip(path, label, source, "", round(start, 3), round(end, 3)))
+    if complete and duration_s:
+        busy = sorted((max(0.0, s.begin_s - margin_s), s.end_s + margin_s) for s in selections)
+        t = 0.0
+        for b0, b1 in busy + [(duration_s, duration_s)]:
+            gap_end = min(b0, duration_s)
+            while gap_end - t >= MIN_SEGMENT_S:
+                piece_end = min(t + clip_s, gap_end)
+                if gap_end - piece_end < MIN_SEGMENT_S:  # do not leave a sliver: take it along
+                    piece_end = gap_end if gap_end - t <= 1.5 * clip_s else piece_end
+                clips.append(Clip(path, 0, source, "", round(t, 3), round(piece_end, 3)))
+                t = piece_end
+            t = max(t, b1)
+    return sorted(clips, key=lambda c: (c.start_s, c.end_s))
+
+
+def find_recordings(stems, folders) -> dict[str, Path]:
+    """Stem -> audio file, searching ``folders`` recursively (first folder first)."""
+    from .fileio import expand_audio_paths
+
+    wanted, found = set(stems), {}
+    for folder in folders:
+        if folder and Path(folder).is_dir():
+            for p in expand_audio_paths([folder]):
+                if p.stem in wanted and p.stem not in found:
+                    found[p.stem] = p
+    return found
+
+
+def annotated_clips(folders, complete_folders, audio_folders, clip_s: float = 3.0, margin_s: float = 0.5,
+                    echo=None) -> list[Clip]:
+    """Segments from folders of annotation tables (``yamnet_capuchin.annotations``), not yet split.
+
+    Each recording's source is ``rec:<family>``, the family taken from a ``families.csv``
+    in its folder (``yamcap families``), else the recording itself. A table whose recording
+    is not found in ``audio_folders`` is reported through ``echo`` and skipped."""
+    from .annotations import read_folder
+    from .audio import audio_info
+    from .families import read_families
+
+    clips: list[Clip] = []
+    seen: set[str] = set()
+    for folder, complete in [(f, False) for f in folders] + [(f, True) for f in complete_folders]:
+        tables = read_folder(folder)
+        fam_file = Path(folder) / "families.csv"
+        families = read_families(fam_file) if fam_file.exists() else {}
+        audio = find_recordings(tables, audio_folders)
+        for stem, selections in tables.items():
+            if stem in seen:
+                raise YamcapError(f"recording '{stem}' is annotated in two folders")
+            seen.add(stem)
+            if stem not in audio:
+                if echo:
+                    echo(f"annotations: no audio for '{stem}' in {', '.join(map(str, audio_folders)) or '(no folder)'}; skipped")
+                continue
+            duration = audio_info(audio[stem]).duration_s if complete else None
+            source = f"rec:{families.get(stem, stem)}"
+            clips.extend(selection_clips(audio[stem], selections, source, complete, clip_s, margin_s, duration))
+    return clips

@@ -94,9 +94,10 @@ class ClipEmbedder:
     def training_copies(self, clips: Sequence, aug: AugmentConfig, copies: int, seed: int, ids: Sequence[int] | None = None):
         """Augmented copies of a training set, as ``yamcap train`` makes them: ``copies`` per
         whole clip (background segments get none), each mixed into a negative file of the same
-        set. ``ids`` (one per whole clip, default its position among them) with ``seed`` and the
-        copy number fix every draw. Yields (frames, label) pairs."""
-        noise_pool = sorted({c.path for c in clips if c.label == 0})
+        set that holds no call (an annotated recording with calls in it is not noise). ``ids``
+        (one per whole clip, default its position among them) with ``seed`` and the copy
+        number fix every draw. Yields (frames, label) pairs."""
+        noise_pool = sorted({c.path for c in clips if c.label == 0} - {c.path for c in clips if c.label == 1})
         originals = [c for c in clips if not c.is_segment]
         for clip_id, clip in zip(range(len(originals)) if ids is None else ids, originals):
             for copy in range(copies):

@@ -11,7 +11,8 @@ import numpy as np
 from .backbones import YamnetBackbone
 from .cache import EmbeddingCache
 from .config import Config
-from .dataset import Clip, background_clips, discover_clips, split_by_source, split_summary, write_manifest
+from .dataset import (Clip, annotated_clips, background_clips, discover_clips, find_forest_dir, split_by_source,
+                      split_summary, write_manifest)
 from .errors import YamcapError
 from .features import ClipEmbedder
 from .fileio import atomic_write_json, file_sha256, save_figure
@@ -23,8 +24,16 @@ from .progress import progress_bar
 
 def candidate_clips(data_dir: str | Path, config: Config, echo: Callable[[str], None] = print) -> list[Clip]:
     """Clips of ``data_dir`` plus call-free background segments, not yet split."""
+    d = config.data
     clips = discover_clips(data_dir)
-    return clips + background_clips(data_dir, list(config.data.backgrounds), config.data.background_clip_s, echo)
+    annotated = []
+    if d.annotations or d.complete_annotations:
+        audio_dirs = [find_forest_dir(data_dir), *d.audio_dirs]
+        annotated = annotated_clips(d.annotations, d.complete_annotations, audio_dirs, d.background_clip_s,
+                                    d.annotation_margin_s, echo)
+    covered = {c.path.stem for c in annotated}  # an annotated recording is no longer a plain background
+    backgrounds = [b for b in d.backgrounds if b not in covered]
+    return clips + background_clips(data_dir, backgrounds, d.background_clip_s, echo) + annotated
 
 
 def assign_splits(readable: list[Clip], config: Config) -> list[Clip]:
