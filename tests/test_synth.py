@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from synth import background, call, other, write
+from synth import SR, background, call, other, write
 from yamnet_capuchin.synth import SynthParams, read_truth, select_sources, synthesize
 
 
@@ -89,3 +89,30 @@ def test_manifest_hygiene(sources, tmp_path):
     c, n, b = select_sources(tmp_path / "calls", tmp_path / "negs", tmp_path / "bg", manifest=m, splits=["train"],
                              background_list=listing, echo=lambda s: None)
     assert [p.name for p in c] == [calls[0].name] and [p.name for p in b] == ["recording_01.flac"]
+
+
+def test_annotations_pick_backgrounds_and_add_cut_calls(tmp_path):
+    from yamnet_capuchin.annotations import Selection, write_table
+    from yamnet_capuchin.synth import CallSegment
+
+    clips, forest, ann = tmp_path / "clips", tmp_path / "forest", tmp_path / "ann"
+    write(clips / "XC1-0.wav", call(2.5))
+    rec = background(30.0)
+    rec[SR * 10: SR * 10 + call(3.0).size] += call(3.0)
+    write(forest / "with_call.wav", rec)
+    write(forest / "quiet.wav", background(30.0))
+    write(forest / "doubtful.wav", background(30.0))
+    write(forest / "unlooked.wav", background(30.0))
+    write_table(ann / "with_call.Table.1.selections.txt", [Selection(10.0, 13.0, "capuchin")])
+    write_table(ann / "quiet.Table.1.selections.txt", [Selection(2.0, 3.0, "other:insect")])
+    write_table(ann / "doubtful.Table.1.selections.txt", [Selection(5.0, 7.0, "unsure")])
+    calls, _, backgrounds = select_sources(clips, None, forest, annotations=ann, echo=lambda m: None)
+    assert [p.name for p in backgrounds] == ["quiet.wav"]  # annotated call-free only; no model was run
+    cut = [c for c in calls if isinstance(c, CallSegment)]
+    assert [(c.path.name, c.start_s, c.end_s) for c in cut] == [("with_call.wav", 10.0, 13.0)]
+    truth = synthesize(calls, [], backgrounds, tmp_path / "out",
+                       SynthParams(n_files=3, seed=1, duration_s=20.0, calls_min=4, calls_max=4), progress=False)
+    sources = {e.source_clip for e in truth}
+    assert "with_call.wav@10.00-13.00" in sources and "XC1-0.wav" in sources
+    cut_events = [e for e in truth if e.source_clip.startswith("with_call")]
+    assert all(abs((e.end_s - e.start_s) - 3.0) < 0.01 for e in cut_events)  # the whole annotated call

@@ -263,3 +263,45 @@ def render_evaluation(r: dict) -> str:
     lines += ["", "| file | true | predicted |", "|---|---|---|"]
     lines += [f"| {k} | {v['true']} | {v['predicted']} |" for k, v in r["per_file"].items()]
     return "\n".join(lines) + "\n"
+
+
+# -- scoring against annotated recordings (Raven tables with capuchin / other:* / unsure) ----
+
+def score_annotated(selections: Mapping[str, Sequence], pred: Mapping[str, Sequence[Interval]],
+                    durations: Mapping[str, float], min_iou: float = 0.3) -> dict:
+    """Events and counts of annotated recordings against their ``capuchin`` selections.
+
+    ``selections``: {stem: [annotations.Selection]}, ``pred``: {stem: [(start, end)]},
+    ``durations``: {stem: seconds}. A predicted event that matches no call but overlaps an
+    ``unsure`` selection by half its length or more is left out (neither right nor wrong, and
+    not counted). Returns event precision / recall / F1 (one-to-one matching at IoU >=
+    ``min_iou``), count MAE / bias / exact share per file, and false events per hour of
+    call-free audio (each file's duration minus its calls' durations, summed)."""
+    from .annotations import CALL, UNSURE
+
+    tp = fp = fn = 0
+    true_counts, pred_counts = {}, {}
+    call_free_s = 0.0
+    for stem in sorted(selections):
+        sel = selections[stem]
+        truth = [s.interval() for s in sel if s.label == CALL]
+        unsure = [s.interval() for s in sel if s.label == UNSURE]
+        p = list(pred.get(stem, []))
+        matched = {pi for _, pi in match_events(truth, p, min_iou)}
+
+        def on_unsure(e):
+            return any(min(e[1], u[1]) - max(e[0], u[0]) >= 0.5 * (e[1] - e[0]) for u in unsure)
+
+        kept = [e for i, e in enumerate(p) if i in matched or not on_unsure(e)]
+        m = len(matched)
+        tp, fp, fn = tp + m, fp + len(kept) - m, fn + len(truth) - m
+        true_counts[stem], pred_counts[stem] = len(truth), len(kept)
+        call_free_s += max(0.0, durations.get(stem, 0.0) - sum(b - a for a, b in truth))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    out = {"event_tp": tp, "event_fp": fp, "event_fn": fn, "event_precision": precision, "event_recall": recall,
+           "event_f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+           "false_events_per_hour": fp / (call_free_s / 3600.0) if call_free_s else float("nan"),
+           "call_free_hours": call_free_s / 3600.0}
+    out.update(count_scores(true_counts, pred_counts))
+    return out

@@ -54,10 +54,36 @@ class TruthEvent:
     snr_db: float
 
 
-def _read(path: Path):
+@dataclass(frozen=True)
+class CallSegment:
+    """A call cut from a longer (annotated) recording: ``path`` from ``start_s`` to ``end_s``."""
+
+    path: Path
+    start_s: float
+    end_s: float
+
+    @property
+    def name(self) -> str:
+        return f"{Path(self.path).name}@{self.start_s:.2f}-{self.end_s:.2f}"
+
+    def __lt__(self, other) -> bool:  # sorted() with plain paths: by name
+        return self.name < getattr(other, "name", str(other))
+
+
+def _read(source):
+    """(frames, channels) float32 and the rate of a file, or of a :class:`CallSegment`."""
     import soundfile as sf
 
-    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    try:
+        if isinstance(source, CallSegment):
+            with sf.SoundFile(str(source.path)) as fh:
+                rate = fh.samplerate
+                fh.seek(int(source.start_s * rate))
+                data = fh.read(int((source.end_s - source.start_s) * rate), dtype="float32", always_2d=True)
+            return data, rate
+        data, rate = sf.read(str(source), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise YamcapError(f"{getattr(source, 'name', source)}: cannot read ({exc})") from None
     return data, rate
 
 
@@ -120,7 +146,7 @@ def synthesize(calls: Sequence[Path], negatives: Sequence[Path], backgrounds: Se
         raise YamcapError(f"density must be one of {', '.join(DENSITIES)}")
     out_dir = Path(out_dir)
     rng = np.random.default_rng(params.seed)
-    calls, negatives, backgrounds = sorted(calls), sorted(negatives), sorted(backgrounds)
+    calls, negatives, backgrounds = sorted(calls, key=_name), sorted(negatives), sorted(backgrounds)
     truth: list[TruthEvent] = []
     from .progress import progress_bar
 
@@ -172,6 +198,10 @@ def synthesize(calls: Sequence[Path], negatives: Sequence[Path], backgrounds: Se
     return truth
 
 
+def _name(source) -> str:
+    return source.name if isinstance(source, CallSegment) else str(source)
+
+
 def _add(mix: np.ndarray, bg_mono: np.ndarray, wave: np.ndarray, at: int, snr_db: float) -> None:
     """Add ``wave`` to every channel at sample ``at``, scaled to ``snr_db`` over the background under it."""
     end = min(at + wave.size, mix.shape[0])
@@ -217,13 +247,17 @@ def read_truth(path: str | Path) -> dict[str, list[tuple[float, float]]]:
 
 def select_sources(calls_dir, negatives_dir, backgrounds_dir, data_dir=None, manifest=None,
                    splits: Sequence[str] = ("test",), background_list=None, model=None,
-                   echo: Callable[[str], None] = print, progress: bool = True):
+                   echo: Callable[[str], None] = print, progress: bool = True, annotations=None):
     """(calls, negatives, backgrounds) for :func:`synthesize`, honouring the split hygiene.
 
     With a manifest, clips come from ``splits`` only; a background recording listed in the
     manifest is used only if its split is among ``splits``, and one absent from it only for
-    test soundscapes. Backgrounds are kept only if the model finds no call in them, unless
-    ``background_list`` names them.
+    test soundscapes. With ``annotations`` (a folder of complete annotation tables of the
+    background recordings), backgrounds are the recordings annotated call-free (no ``capuchin``
+    and no ``unsure`` selection), and every annotated call of a recording allowed by the same
+    split rule joins the call clips, cut whole from its recording. Otherwise backgrounds are
+    kept only if ``background_list`` names them or, failing that, if the model finds no call
+    in them.
     """
     from .dataset import NEGATIVE_DIR, POSITIVE_DIR, find_forest_dir, read_manifest
     from .fileio import expand_audio_paths
@@ -248,7 +282,17 @@ def select_sources(calls_dir, negatives_dir, backgrounds_dir, data_dir=None, man
                        if (bg_split[p.stem] in splits if p.stem in bg_split else "test" in splits)]
         echo(f"from splits {','.join(splits)}: {len(calls)} call clips, {len(negatives)} other clips, "
              f"{len(backgrounds)} candidate backgrounds")
-    if background_list is not None:
+    if annotations is not None:
+        from .annotations import CALL, UNSURE, read_folder
+
+        tables = read_folder(annotations)
+        calls = calls + [CallSegment(p, s.begin_s, s.end_s) for p in backgrounds if p.stem in tables
+                         for s in tables[p.stem] if s.label == CALL]
+        backgrounds = [p for p in backgrounds
+                       if p.stem in tables and not any(s.label in (CALL, UNSURE) for s in tables[p.stem])]
+        echo(f"annotations: {sum(isinstance(c, CallSegment) for c in calls)} calls cut from recordings, "
+             f"{len(backgrounds)} recordings annotated call-free")
+    elif background_list is not None:
         wanted = {Path(line.strip()).stem for line in Path(background_list).read_text().splitlines() if line.strip()}
         backgrounds = [p for p in backgrounds if p.stem in wanted]
     else:
