@@ -120,10 +120,13 @@ def train(
     pooling: Optional[str] = typer.Option(None, "--pooling", help="mean, max, attention, or auto (best on validation)."),
     augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="Mix training clips into other audio at random SNR, gain and shift."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding cache [env: YAMCAP_CACHE; default ~/.cache/yamcap]."),
+    annotations: Optional[List[Path]] = typer.Option(None, "--annotations", help="Folder of Raven tables with an Annotation column (e.g. from `yamcap review`): capuchin selections join as calls, other:* as non-calls (repeatable)."),
+    complete_annotations: Optional[List[Path]] = typer.Option(None, "--complete-annotations", help="Like --annotations, for tables that mark every call: the unlabelled rest of each recording joins as non-calls too (repeatable)."),
+    audio: Optional[List[Path]] = typer.Option(None, "--audio", help="Folders holding the annotated recordings, matched by file stem (besides the data's forest folder; repeatable)."),
     sets: Optional[List[str]] = SetOpt,
     quiet: bool = QuietOpt,
 ):
-    """Train a detector on labelled clips and report test-split metrics.
+    """Train a detector on labelled clips (and annotated recordings) and report test-split metrics.
 
     The split is made by *source recording* (70/10/20 % of sources by default), so clips cut from
     one recording never sit on both sides. The decision threshold is the best-F1 one on the
@@ -136,6 +139,11 @@ def train(
         yamcap train --backbone yamnet --data ../shared/data/capuchin --out runs/y
 
         yamcap train -b yamnet -d data/ -o runs/aug --augment --set head.hidden_units=256
+
+        yamcap train -d ../shared/data/capuchin -o runs/forest --complete-annotations data/annotations/forest
+
+    Annotated recordings are split by family (a families.csv beside the tables, written by
+    `yamcap families`), else by recording.
     """
     _setup_runtime()
 
@@ -144,6 +152,10 @@ def train(
             "seed": seed, "backbone.name": backbone, "backbone.handle": yamnet, "backbone.runtime": runtime,
             "head.pooling": pooling, "augment.enabled": augment, "cache_dir": str(cache_dir) if cache_dir else None,
         })
+        for key, given in (("annotations", annotations), ("complete_annotations", complete_annotations),
+                           ("audio_dirs", audio)):
+            if given:
+                setattr(cfg.data, key, [str(p) for p in given])
         if cfg.backbone.name == "yamnet":
             from .train import train_yamnet
 
@@ -335,6 +347,7 @@ def synth(
     density: str = typer.Option("mixed", "--density", help="sparse (gaps >= 4 s), dense (bouts with 0.3-2 s gaps) or mixed."),
     calls_per_file: Tuple[int, int] = typer.Option((0, 12), "--calls-per-file", help="Range of calls per soundscape."),
     background_list: Optional[Path] = typer.Option(None, "--background-list", help="Text file of background stems/paths known to be call-free (skips the check)."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="Folder of complete annotation tables of the backgrounds: backgrounds = recordings annotated call-free, and their annotated calls join the call clips (no model check)."),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="A model's manifest.csv: take clips (and backgrounds) of --splits only."),
     splits: str = typer.Option("test", "--splits", help="With --manifest: comma-separated splits to draw from (train,val for tuning; test for reporting)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model for the call-free check of backgrounds (default: the shipped one)."),
@@ -345,9 +358,11 @@ def synth(
 
     Call clips are mixed into real background recordings at known times and SNRs, other sounds
     added as distractors, nothing overlapping; dense bouts (0.3-2 s gaps) are included.
-    Backgrounds must be free of calls: by default only those in which `yamcap count` finds
-    none. With `--manifest`, clips come from the given splits only, and backgrounds used in
-    training never serve test soundscapes.
+    Backgrounds must be free of calls: with `--annotations`, those annotated call-free (and
+    the annotated calls, cut whole from their recordings, join the call clips); else those in
+    `--background-list`; else those in which `yamcap count` finds none. With `--manifest`,
+    clips come from the given splits only, and recordings used in training never serve test
+    soundscapes.
 
     Examples:
 
@@ -361,7 +376,7 @@ def synth(
         from .synth import SynthParams, synthesize, select_sources
 
         sources = select_sources(calls, negatives, backgrounds, data, manifest, splits.split(","), background_list,
-                                 model, echo=typer.echo, progress=not quiet)
+                                 model, echo=typer.echo, progress=not quiet, annotations=annotations)
         params = SynthParams(n_files=n, seed=seed, duration_s=duration, snr_db_min=snr_range[0],
                              snr_db_max=snr_range[1], density=density, calls_min=calls_per_file[0],
                              calls_max=calls_per_file[1])
@@ -452,6 +467,171 @@ def benchmark(
             tfl = str(Path(handle).parent / "yamnet.tflite")
         result = run_benchmark(data, out, handle, tfl, cnn_model, model, rss=rss, train=train, echo=typer.echo)
         typer.echo("results: " + ", ".join(result["written"]))
+
+    _guard(body)
+
+
+@app.command()
+def families(
+    paths: List[Path] = typer.Argument(..., help="Recordings or folders (searched recursively)."),
+    out: Path = typer.Option(..., "--out", "-o", help="families.csv to write (a heat map PNG is written beside it)."),
+    threshold: float = typer.Option(0.4, "--threshold", help="Aligned correlation at which two recordings share a background."),
+    max_lag: float = typer.Option(60.0, "--max-lag", help="Largest shift between two recordings' backgrounds tried, s."),
+    quiet: bool = QuietOpt,
+):
+    """Find recordings that share a background (families), for grouped cross-validation.
+
+    Each recording's log-mel spectrogram, with every band's mean removed, is correlated with
+    every other's over shifts up to --max-lag; pairs at or above --threshold are linked, and
+    linked recordings form a family. Writes recording,family,closest,correlation,lag_s and a
+    heat map. Keep a family inside one fold when evaluating on such recordings.
+
+    Example:
+
+        yamcap families "../shared/data/capuchin/Forest Recordings" --out data/annotations/forest/families.csv
+    """
+    def body():
+        from .audio import load_audio
+        from .errors import AudioError, YamcapError
+        from .families import background_profile, group_families, similarity, similarity_figure, write_families
+        from .fileio import expand_audio_paths, save_figure
+        from .progress import progress_bar
+
+        files = expand_audio_paths(paths)
+        if len(files) < 2:
+            _fail("need at least two recordings")
+        profiles, names, failures = [], [], []
+        with progress_bar(not quiet) as bar:
+            task = bar.add_task("Profiles", total=len(files)) if bar else None
+            for f in files:
+                try:
+                    profiles.append(background_profile(load_audio(f)))
+                    names.append(f.stem)
+                except AudioError as exc:
+                    failures.append((str(f), exc.reason))
+                if bar:
+                    bar.advance(task)
+        if len(set(names)) != len(names):
+            raise YamcapError("two recordings share a file name stem; families are keyed by stem")
+        sim = similarity(profiles, names, max_lag)
+        fams = group_families(sim, threshold)
+        write_families(out, sim, fams)
+        save_figure(similarity_figure(sim, fams), out.with_suffix(".png"))
+        groups = {}
+        for name, fam in fams.items():
+            groups.setdefault(fam, []).append(name)
+        for fam, members in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+            typer.echo(f"{fam}: {' '.join(members)}")
+        typer.echo(f"{len(groups)} families among {len(names)} recordings; wrote {out}")
+        _report_failures(failures)
+        if failures:
+            raise typer.Exit(1)
+
+    _guard(body)
+
+
+@app.command()
+def panels(
+    audio: Path = typer.Argument(..., help="A recording (any audio format)."),
+    out: Path = typer.Option(..., "--out", "-o", help="PNG file to write."),
+    start: float = typer.Option(0.0, "--start", help="First second to show."),
+    end: Optional[float] = typer.Option(None, "--end", help="Last second to show (default: the end of the file)."),
+    row: float = typer.Option(30.0, "--row", help="Seconds per panel row (a 3-min file in 30 s rows = 6 rows)."),
+    fmax: float = typer.Option(4000.0, "--fmax", help="Highest frequency shown, Hz."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", "-a", help="A Raven table, or a folder of them (<stem>.Table.1.selections.txt), to draw."),
+    events: Optional[Path] = typer.Option(None, "--events", help="A `yamcap count` events.csv whose events of this file are drawn."),
+):
+    """Draw a recording's spectrogram as panel rows, with annotations and detected events.
+
+    For looking at recordings and annotating them by eye: whole-file panels first, then zooms
+    (--start/--end with short --row) on each candidate. Annotations are drawn in green
+    (capuchin), blue (other:*) and yellow (unsure); events from events.csv in pink with their
+    scores.
+
+    Examples:
+
+        yamcap panels rec.mp3 --out rec.png --events counts/events.csv
+
+        yamcap panels rec.mp3 --out zoom.png --start 40 --end 55 --row 15 -a annotations/
+    """
+    from .errors import YamcapError
+
+    def body():
+        from .annotations import read_table, table_name
+        from .spectrogram import Mark, file_panels
+
+        marks = []
+        if annotations is not None:
+            table = annotations / table_name(audio.stem) if annotations.is_dir() else annotations
+            if table.exists():
+                marks += [Mark(s.begin_s, s.end_s, s.label if s.label != "capuchin" else "call", s.label)
+                          for s in read_table(table)]
+            elif not annotations.is_dir():
+                raise YamcapError(f"{annotations}: annotation table not found")
+        if events is not None:
+            import csv
+
+            try:
+                with open(events, newline="") as fh:
+                    rows = [r for r in csv.DictReader(fh) if Path(r["file"]).stem == audio.stem]
+                marks += [Mark(float(r["start_s"]), float(r["end_s"]), f"{float(r['score']):.2f}", "event")
+                          for r in rows]
+            except (OSError, KeyError, ValueError) as exc:
+                raise YamcapError(f"{events}: not a yamcap events.csv ({exc})") from None
+        file_panels(audio, out, start, end, row, fmax, marks)
+        typer.echo(f"wrote {out}")
+
+    _guard(body)
+
+
+@app.command()
+def review(
+    run_dir: Path = typer.Argument(..., help="A `yamcap count` output folder (events.csv, summary.json)."),
+    audio: Optional[List[Path]] = typer.Argument(None, help="The recordings (files or folders), if events.csv's paths do not lead to them from here."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", "-a", help="Folder for the Raven tables of labels [default: RUN_DIR/annotations]."),
+    port: int = typer.Option(8765, "--port", help="Port to serve on."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (only this machine by default)."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Kaggle-layout training data for Retrain [env: YAMCAP_DATA]."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model for active-learning picks (default: the shipped one)."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser."),
+):
+    """Review a count run's detections in the browser: listen, look, label, retrain.
+
+    Serves a local page with each event's spectrogram (0-4 kHz, 2 s context) and audio. Keys:
+    1 call, 2 not a call (with a kind, e.g. other:insect), 3 unsure, left/right arrows to move.
+    Every label is written at once to a Raven table per recording (<stem>.Table.1.selections.txt,
+    Annotation column) in RUN_DIR/annotations/; a reload resumes where you stopped. Needs the
+    review extra: pip install -e ".[review]". See docs/review.md.
+
+    Examples:
+
+        yamcap review counts/
+
+        yamcap review counts/ "Forest Recordings/" --annotations data/annotations/review --data ../shared/data/capuchin
+    """
+    from .review import REVIEW_EXTRA_HINT, missing_dependencies
+
+    if missing_dependencies():
+        _fail(f"yamcap review needs the 'review' extra ({', '.join(missing_dependencies())} missing): "
+              f"{REVIEW_EXTRA_HINT}")
+    _setup_runtime()
+
+    def body():
+        import threading
+        import webbrowser
+
+        import uvicorn
+
+        from .review.app import create_app
+
+        web = create_app(run_dir, annotations, audio or [], data, model_dir=model)
+        state = web.state.review
+        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+        typer.echo(f"{len(state.by_id)} candidates from {len(state.recordings)} recordings; labels go to "
+                   f"{state.annotations_dir}/\nreview at {url}  (Ctrl-C to stop)")
+        if not no_browser:
+            threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+        uvicorn.run(web, host=host, port=port, log_level="warning")
 
     _guard(body)
 
