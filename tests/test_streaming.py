@@ -109,3 +109,33 @@ def test_prefetch_discards_unread_blocks(tmp_path):
         first = next(iter(blocks))  # read one block only
         out.append((path.name, first.start))
     assert out == [("a.wav", 0), ("b.wav", 0)]
+
+
+@pytest.mark.parametrize("block_seconds", [3.0, 11.1])
+def test_stream_frame_values_gives_whole_file_rows(detector, tmp_path, block_seconds):
+    """Any per-frame values (here score and a second column) come out as from a whole-file pass."""
+    from yamnet_capuchin.streaming import stream_frame_values
+
+    path = write(tmp_path / "s.wav", soundscape(40.0, [3.0, 20.0]))
+    wave = load_audio(path)
+
+    def values(w):
+        s = detector.frame_scores(w)[1]
+        return np.stack([s, 1.0 - s], axis=1)
+
+    rows, total = stream_frame_values(detector, path, values, block_seconds)
+    assert total == wave.size and rows.shape == (detector.frame_count(wave.size), 2)
+    assert np.allclose(rows, values(wave), rtol=0, atol=1e-6)
+
+
+def test_nan_is_located_exactly_while_streaming(detector, tmp_path):
+    """The first non-finite sample is named to the sample, not the 16 s read block it lies in."""
+    import soundfile as sf
+
+    from yamnet_capuchin.errors import AudioError
+
+    x = np.zeros(16000 * 40, np.float32)
+    x[16000 * 33 + 7] = np.inf
+    sf.write(tmp_path / "n.wav", x, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"first at 33\.000 s, sample 528007"):
+        stream_frame_scores(detector, tmp_path / "n.wav", block_seconds=5.0)

@@ -35,7 +35,7 @@ def check_label(label: str) -> str:
 
     Valid: ``capuchin``, ``unsure``, ``other`` or ``other:<kind>`` with a kind of lower-case
     letters, digits, ``-``, ``_`` or ``.``."""
-    norm = str(label).strip().lower()
+    norm = CALL if str(label).strip().lower() == "capuchinbird" else str(label).strip().lower()  # yamcap count's Raven label
     if norm in (CALL, UNSURE, "other"):
         return norm
     if norm.startswith(OTHER_PREFIX) and _KIND.match(norm[len(OTHER_PREFIX):]):

@@ -15,6 +15,7 @@ Two backends (``AudioConfig.backend``):
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -146,24 +147,29 @@ def _stream_16k(path: str | Path) -> Iterator[np.ndarray]:
         if declared == 0:
             raise AudioError(path, "contains no audio samples (0 frames)")
         resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-        decoded = 0
+        decoded = emitted = 0
         while True:
             try:
                 data = fh.read(_READ_FRAMES, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as exc:
                 raise AudioError(path, f"decoding failed after {decoded / rate:.1f} s ({_short(exc)})") from None
             last = data.shape[0] < _READ_FRAMES
-            decoded += data.shape[0]
             mono = downmix(data)
             if not np.isfinite(mono).all():
-                raise AudioError(path, f"contains NaN or infinite samples (near {decoded / rate:.1f} s)")
+                first_bad = decoded + int(np.flatnonzero(~np.isfinite(mono))[0])
+                raise AudioError(path, f"contains NaN or infinite samples (first at {first_bad / rate:.3f} s, "
+                                       f"sample {first_bad})")
+            decoded += data.shape[0]
             out = resampler.resample_chunk(mono, last=last) if resampler is not None else mono.copy()
+            emitted += out.size
             if out.size:
                 yield np.clip(out, -1.0, 1.0, out=out).astype(np.float32, copy=False)
             if last:
                 break
     if decoded == 0:
         raise AudioError(path, "contains no audio samples (0 frames decoded)")
+    if emitted == 0:
+        raise AudioError(path, f"too short: {decoded} sample(s) at {rate} Hz make no sample at {SAMPLE_RATE} Hz")
     if declared > 0 and decoded < declared * (1.0 - _TRUNCATION_TOLERANCE):
         raise AudioError(
             path, f"truncated: decoded {decoded / rate:.2f} s of the {declared / rate:.2f} s its header declares"
@@ -173,6 +179,8 @@ def _stream_16k(path: str | Path) -> Iterator[np.ndarray]:
 def _check_path(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            raise AudioError(path, f"broken link (points to {os.readlink(path)}, which does not exist)")
         raise AudioError(path, "file not found")
     if path.is_dir():
         raise AudioError(path, "is a directory, not an audio file")

@@ -12,6 +12,7 @@ whole-file pass; :mod:`yamnet_capuchin.streaming` relies on that.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -115,6 +116,31 @@ def import_tensorflow():
         os.close(devnull)
     _set_threads(tf, default_threads())
     return tf
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silence what native code writes to file descriptor 2 while the block runs (the TFLite
+    runtime prints ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` from C++, past
+    Python's logging and TF_CPP_MIN_LOG_LEVEL). Python-level errors still raise as usual;
+    ``YAMCAP_DEBUG=1`` leaves stderr alone."""
+    if os.environ.get("YAMCAP_DEBUG"):
+        yield
+        return
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    try:
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except OSError:  # no fd 2 to redirect
+        yield
+        return
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _set_threads(tf, threads: int) -> None:
@@ -243,7 +269,7 @@ class YamnetBackbone:
 
         if not Path(self.handle).is_file():
             raise ModelError(f"YAMNet TFLite file not found: '{self.handle}' (check {ENV_YAMNET} / --yamnet)")
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_native_stderr():
             warnings.simplefilter("ignore")
             try:
                 interp = tf.lite.Interpreter(
@@ -266,7 +292,9 @@ class YamnetBackbone:
         self._tfl_scores = scores[0]["index"] if scores else None
         self._tfl_log_mel = log_mel[0]["index"] if log_mel else None
         self._interpreter = interp
-        self._tfl_kernels = tflite_kernels(self.handle, interp, self._tfl_input, self._tfl_embedding)
+        with warnings.catch_warnings(), quiet_native_stderr():
+            warnings.simplefilter("ignore")
+            self._tfl_kernels = tflite_kernels(self.handle, interp, self._tfl_input, self._tfl_embedding)
 
     # -- inference ----------------------------------------------------------------------
     def embed(self, waveform: np.ndarray) -> Frames:

@@ -27,6 +27,60 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
+
+def _tidy_help_metavars() -> None:
+    """Typer's help shows a flag as ``--plots <bool>`` and a required argument in the usage
+    line as ``{paths}...``: show flags bare and arguments as ``PATHS...`` (click's style).
+    Help text only; parsing is untouched, and a typer without these hooks is left as it is."""
+    try:
+        from typer.core import TyperArgument, TyperOption
+    except ImportError:  # pragma: no cover
+        return
+    if hasattr(TyperOption, "display_type_rich") and not getattr(TyperOption, "_yamcap_tidy", False):
+        shown = TyperOption.display_type_rich
+
+        def display_type_rich(self, ctx):
+            return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+        TyperOption.display_type_rich = display_type_rich
+        TyperOption._yamcap_tidy = True
+    if hasattr(TyperArgument, "_usage_display_name"):
+        def _usage_display_name(self):
+            name = (self.metavar or self.name or "").upper()
+            name = name if self.required else f"[{name}]"
+            return name + ("..." if self.nargs != 1 else "")
+
+        TyperArgument._usage_display_name = _usage_display_name
+
+
+_tidy_help_metavars()
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("yamnet-capuchin")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        from . import __version__
+
+        return __version__
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"yamcap {_package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                 help="Show yamcap's version and exit."),
+) -> None:
+    pass
+
+
 ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file (see configs/); CLI options override it.")
 SetOpt = typer.Option(None, "--set", help="Override any config value, e.g. --set head.dropout=0.5 (repeatable).")
 YamnetOpt = typer.Option(None, "--yamnet", help="YAMNet handle: TF-Hub URL, SavedModel folder or .tflite file [env: YAMCAP_YAMNET].")
@@ -210,17 +264,23 @@ def predict(
     _setup_runtime()
 
     def body():
-        from .fileio import atomic_write_csv, expand_audio_paths
+        from .fileio import as_output_error, atomic_write_csv, check_output_file, expand_audio_paths
         from .predict import predict_files
 
         cfg = _load_config(config, sets, {})
         files = expand_audio_paths(paths)
         if not files:
             _fail("no audio files found in the given paths")
+        check_output_file(out)  # before any file is scored
         detector = _load_detector(model, yamnet, runtime, cfg, config, sets)
-        preds, failures = predict_files(detector, files, threshold, cfg.audio.backend, not quiet)
+        preds, failures = predict_files(detector, files, threshold, cfg.audio.backend, not quiet,
+                                        block_seconds=cfg.audio.block_seconds)
         if preds:
-            atomic_write_csv(out, ("path", "score", "label"), [(p.path, f"{p.score:.6f}", p.label) for p in preds])
+            try:
+                atomic_write_csv(out, ("path", "score", "label"),
+                                 [(p.path, f"{p.score:.6f}", p.label) for p in preds])
+            except OSError as exc:
+                raise as_output_error(exc, out) from None
         _report_failures(failures)
         n_pos = sum(p.label for p in preds)
         typer.echo(f"scored {len(preds)} of {len(files)} files: {n_pos} with a call"
@@ -253,10 +313,12 @@ def count(
     """Count Capuchinbird calls in long recordings and say where they are.
 
     Writes into OUT: counts.csv (the challenge's clip_name,call_count), events.csv, a Raven
-    selection table and an Audacity label file per recording (raven/, audacity/), counts.png,
-    errors.csv, summary.json and config.toml. Files of any length are read in blocks (flat
-    memory). A bad file is listed in errors.csv and skipped (exit code 1); re-running with
-    the same OUT skips files already done with the same model and parameters.
+    selection table and an Audacity label file per recording (raven/, audacity/), sources.csv
+    (which recording each table name stands for), counts.png, errors.csv, summary.json and
+    config.toml. Files of any length are read in blocks (flat memory). OUT is checked to be
+    writable before the first file is read, and locked (OUT/.yamcap-lock) while the run lasts.
+    A bad file is listed in errors.csv and skipped (exit code 1); re-running with the same OUT
+    skips files already done with the same model and parameters.
 
     Examples:
 
@@ -267,7 +329,7 @@ def count(
     _setup_runtime()
 
     def body():
-        from .count import count_files
+        from .count import check_outputs, count_files
         from .fileio import expand_audio_paths
 
         cfg = _load_config(config, sets, {
@@ -280,6 +342,7 @@ def count(
             _fail("no audio files found in the given paths")
         if runtime == "tflite" and not yamnet and not os.environ.get("YAMCAP_YAMNET", "").endswith(".tflite"):
             _fail("--runtime tflite needs a .tflite file: pass --yamnet PATH/yamnet.tflite")
+        check_outputs(out)  # writable, not in use by another run: before the model loads
         detector = _load_detector(model, yamnet, runtime, cfg, config, sets)
         run = count_files(detector, files, out, cfg, plots=plots, progress=not quiet, echo=typer.echo)
         _report_failures(run.failures)
@@ -437,7 +500,7 @@ def evaluate(
 @app.command()
 def benchmark(
     data: Path = typer.Option(..., "--data", "-d", help="Kaggle-layout folder; its forest recordings are the workload."),
-    out: Path = typer.Option(Path("benchmarks/results"), "--out", "-o", help="Where <date>-<machine>.json/.md go."),
+    out: Path = typer.Option(Path("benchmarks/results"), "--out", "-o", help="Folder for the results: DATE-MACHINE.json and DATE-MACHINE.md."),
     yamnet: Optional[str] = typer.Option(None, "--yamnet", help="YAMNet SavedModel/URL [env: YAMCAP_YAMNET]."),
     tflite: Optional[str] = typer.Option(None, "--tflite", help="YAMNet .tflite file (default: yamnet.tflite beside the SavedModel)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="YAMNet head to run (default: the shipped one)."),

@@ -2,7 +2,11 @@
 
 Resumable: each finished file leaves a small state record in ``OUT_DIR/.yamcap-state``;
 a re-run skips files whose content, model and parameters are unchanged. Every output is
-written atomically, so an interrupted run leaves complete files or none.
+written atomically, so an interrupted run leaves complete files or none. Before the first
+file is read, the outputs are checked to be writable (:class:`~yamnet_capuchin.fileio.OutputError`
+otherwise), and ``OUT_DIR/.yamcap-lock`` keeps a second run out of the folder while one runs.
+An output that cannot be written stops the run with an error naming the output; it never
+lands in errors.csv, which lists the inputs that could not be read.
 """
 
 from __future__ import annotations
@@ -15,17 +19,32 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, iter_blocks
+from .audio import SAMPLE_RATE, audio_info, iter_blocks
 from .config import Config
 from .errors import AudioError
 from .events import Event, EventParams, detect_events, notebook_rule_events
-from .fileio import atomic_write_csv, atomic_write_json, file_sha256, save_figure, text_sha256
-from .outputs import write_audacity_labels, write_counts_csv, write_events_csv, write_raven_table
-from .progress import progress_bar
+from .fileio import (
+    as_output_error, atomic_write_csv, atomic_write_json, check_output_dir, check_unlocked, file_sha256, output_lock,
+    save_figure, text_sha256,
+)
+from .outputs import (
+    high_freq_hz, write_audacity_labels, write_counts_csv, write_events_csv, write_raven_table, write_sources_csv,
+)
+from .progress import audio_progress
 from .streaming import FrameScores, stream_frame_scores
 
 NOTEBOOK_THRESHOLD = 0.99
 STATE_DIR = ".yamcap-state"
+OUTPUT_SUBFOLDERS = ("raven", "audacity", "plots", STATE_DIR)
+OUTPUT_FILES = ("counts.csv", "events.csv", "errors.csv", "sources.csv", "summary.json", "config.toml", "counts.png")
+
+
+def check_outputs(out_dir: str | Path) -> None:
+    """Raise :class:`~yamnet_capuchin.fileio.OutputError` (one line naming the output) unless
+    ``count_files`` can write into ``out_dir``. Creates nothing; cheap, so callers run it
+    before loading a model."""
+    check_output_dir(out_dir, OUTPUT_SUBFOLDERS, OUTPUT_FILES)
+    check_unlocked(out_dir, "yamcap count")
 
 
 @dataclass
@@ -136,8 +155,19 @@ def count_files(
     progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> CountRun:
-    """Count calls in each file and write all outputs into ``out_dir``."""
+    """Count calls in each file and write all outputs into ``out_dir``.
+
+    Raises :class:`~yamnet_capuchin.fileio.OutputError` before reading any file when
+    ``out_dir`` cannot be written or another run holds it, and while running when an output
+    cannot be written (files finished by then resume on the next run)."""
     out_dir = Path(out_dir)
+    check_outputs(out_dir)
+    with output_lock(out_dir, "yamcap count"):
+        return _count_files(detector, paths, out_dir, config, plots, progress)
+
+
+def _count_files(detector, paths: Sequence[Path], out_dir: Path, config: Config, plots: bool,
+                 progress: bool) -> CountRun:
     state_dir = out_dir / STATE_DIR
     run_id = run_identity(detector, config)
     stems = _unique_stems(list(paths))
@@ -158,38 +188,79 @@ def count_files(
             done[str(path)] = state
         else:
             todo.append((Path(path), key, sha))
+    infos = {p: _info(p) for p, _, _ in todo}
     results: dict[str, FileCount] = {}
     failures: dict[str, str] = {}
-    with progress_bar(progress) as bar:
-        task = bar.add_task("Counting", total=len(paths), completed=len(done)) if bar else None
+    with audio_progress(progress) as bar:
+        expected = {p: (info.duration_s if info else 0.0) for p, info in infos.items()}
+        total_s = sum(expected.values())
+        description = "Counting" + (f" ({len(done)} resumed)" if done else "")
+        task = bar.add_task(description, total=total_s) if bar else None
+        completed_s = 0.0
         keys = {p: (k, sha) for p, k, sha in todo}
         for path, blocks in _file_blocks(detector, [p for p, _, _ in todo], config):
             key, sha = keys[path]
-            try:
+            if bar is not None and blocks is not None:
+                blocks = _advancing(blocks, bar, task, expected[path])
+            figure = None
+            try:  # reading and scoring: errors here are the input's
                 t0 = time.perf_counter()
                 fs, events, window_s, hop_s = score_and_detect(detector, path, config, blocks)
                 result = FileCount(str(path), sha, fs.duration_s, events, time.perf_counter() - t0)
-                stem = stems[Path(path)]
-                write_raven_table(out_dir / "raven" / f"{stem}.Table.1.selections.txt", events)
-                write_audacity_labels(out_dir / "audacity" / f"{stem}.txt", events)
                 if plots:
                     from .plots import detection_plot
-                    save_figure(detection_plot(path, fs, events, config.audio.backend, window_s, hop_s),
-                                out_dir / "plots" / f"{stem}.png")
-                _save_state(state_dir / f"{key}.json", result, run_id)
-                results[str(path)] = result
+                    figure = detection_plot(path, fs, events, config.audio.backend, window_s, hop_s)
             except AudioError as exc:
                 failures[str(path)] = exc.reason
             except OSError as exc:
                 failures[str(path)] = f"cannot read ({exc.strerror or exc})"
-            if bar:
-                bar.advance(task)
+            else:  # writing: errors here are the outputs', and stop the run
+                stem = stems[Path(path)]
+                info = infos.get(path)
+                try:
+                    write_raven_table(out_dir / "raven" / f"{stem}.Table.1.selections.txt", events,
+                                      Path(path).absolute(), high_freq_hz(info.sample_rate if info else None))
+                    write_audacity_labels(out_dir / "audacity" / f"{stem}.txt", events)
+                    if figure is not None:
+                        save_figure(figure, out_dir / "plots" / f"{stem}.png")
+                    _save_state(state_dir / f"{key}.json", result, run_id)
+                except OSError as exc:
+                    raise as_output_error(exc) from None
+                results[str(path)] = result
+            if bar is not None:  # the headers' lengths, so the total never changes (that resets rich's rate)
+                completed_s += expected[path]
+                bar.update(task, completed=completed_s)
     results.update(done)
     run.results = [results[str(p)] for p in paths if str(p) in results]
     run.failures = [(str(p), failures[str(p)]) for p in paths if str(p) in failures]
     run.wall_s = time.perf_counter() - t_start
-    _write_summary_outputs(out_dir, run, names, config, detector)
+    try:
+        _write_summary_outputs(out_dir, run, names, config, detector, stems)
+    except OSError as exc:
+        raise as_output_error(exc) from None
     return run
+
+
+def _info(path: Path):
+    """The file's header (native rate, length), or None where it cannot be read (the file then
+    fails when it is decoded, with the reason)."""
+    try:
+        return audio_info(path)
+    except (AudioError, OSError):
+        return None
+
+
+def _advancing(blocks, bar, task, limit_s: float):
+    """``blocks`` as they come, advancing ``task`` by the seconds of new audio in each one
+    once the consumer asks for the next (i.e. once the block has been scored), up to the
+    file's length as its header gives it (``limit_s``)."""
+    end = 0
+    for block in blocks:
+        yield block
+        new_end = min(block.start + block.samples.size, int(round(limit_s * SAMPLE_RATE)))
+        if new_end > end:
+            bar.advance(task, (new_end - end) / SAMPLE_RATE)
+            end = new_end
 
 
 def _file_blocks(detector, paths: list[Path], config: Config):
@@ -211,9 +282,11 @@ def _clip_names(paths: Sequence[Path]) -> dict[str, str]:
     return {str(p): (Path(p).name if names.count(Path(p).name) == 1 else str(p)) for p in paths}
 
 
-def _write_summary_outputs(out_dir: Path, run: CountRun, names: dict[str, str], config: Config, detector) -> None:
+def _write_summary_outputs(out_dir: Path, run: CountRun, names: dict[str, str], config: Config, detector,
+                           stems: dict[Path, str]) -> None:
     counts = {names[r.path]: len(r.events) for r in run.results}
     write_counts_csv(out_dir / "counts.csv", counts)
+    write_sources_csv(out_dir / "sources.csv", {stems[Path(r.path)]: r.path for r in run.results})
     write_events_csv(out_dir / "events.csv", [(r.path, e) for r in sorted(run.results, key=lambda r: r.path)
                                                for e in r.events])
     atomic_write_csv(out_dir / "errors.csv", ("file", "reason"), run.failures)

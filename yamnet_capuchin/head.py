@@ -80,6 +80,14 @@ def pad_bags(bags: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return x, mask
 
 
+def _starts_like_zip(path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
 class FrameHead:
     """Frame classifier + pooling on embeddings of shape (F, D).
 
@@ -258,10 +266,18 @@ class FrameHead:
     def load(cls, path: str | Path, **params) -> "FrameHead":
         head = cls(**params)
         try:
-            with np.load(path) as data:
+            with np.load(path, allow_pickle=False) as data:
                 head.weights_ = {k: data[k] for k in data.files}
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"{path}: cannot read head weights ({exc})") from None
+        except FileNotFoundError:
+            raise ModelError(f"{path}: head weights missing (the model directory is incomplete)") from None
+        except Exception as exc:  # BadZipFile, "Bad CRC-32", EOFError, ValueError, zlib.error, ...
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            if not _starts_like_zip(path):
+                reason = "not an .npz archive"
+            raise ModelError(f"{path}: cannot read head weights, the file is damaged ({reason}); "
+                             "copy or train the model again") from None
+        if not isinstance(head.weights_, dict) or not all(isinstance(v, np.ndarray) for v in head.weights_.values()):
+            raise ModelError(f"{path}: not a head weights file")
         missing = ({"w1", "b1"} if head.hidden_units > 0 else set()) | {"w2", "b2"}
         missing -= set(head.weights_)
         if missing or (head.pooling == "attention" and "wa" not in head.weights_):

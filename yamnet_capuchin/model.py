@@ -107,8 +107,30 @@ class YamnetDetector:
 
     @classmethod
     def from_dir(cls, model_dir: Path, meta: dict, config: Config, backbone: YamnetBackbone) -> "YamnetDetector":
-        head = FrameHead.load(model_dir / "head.npz", **meta["head_params"])
+        try:
+            head = FrameHead.load(model_dir / "head.npz", **meta["head_params"])
+        except (TypeError, ValueError) as exc:  # head_params that FrameHead does not take
+            raise ModelError(f"{model_dir / 'model.json'}: bad head parameters ({exc})") from None
+        _check_head_fits(head, backbone, model_dir)
         return cls(head, meta["threshold"], config, meta, backbone)
+
+
+def _check_head_fits(head: FrameHead, backbone: YamnetBackbone, model_dir: Path) -> None:
+    """A head trained on another backbone's embeddings (another width) is refused here, with
+    one line, instead of failing on the first file with a shape error."""
+    first = head.weights_.get("w1", head.weights_.get("w2"))
+    if first is None or backbone is None:
+        return
+    width = backbone.embedding_dim
+    if head.inputs == "embeddings+spectral_shape":
+        from .backbones import YAMNET_MEL_BANDS
+
+        width += YAMNET_MEL_BANDS
+    width *= 2 if head.context > 0 else 1
+    if first.shape[0] != width:
+        raise ModelError(
+            f"{model_dir}: the head takes {first.shape[0]}-wide frame inputs, but this {backbone.name} gives "
+            f"{width} (the model was trained with another backbone)")
 
 
 def weights_fingerprint(kind: str, threshold: float, weights: dict, backbone: dict | None = None) -> str:
@@ -126,8 +148,12 @@ def read_model_meta(model_dir: str | Path) -> dict:
         raise ModelError(f"{model_dir}: not a yamcap model directory (no model.json)")
     try:
         meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path}: corrupt ({exc})") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise ModelError(f"{path}: corrupt ({str(exc).splitlines()[0][:200]})") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{path}: corrupt (not a JSON object)")
     if meta.get("format") != MODEL_FORMAT:
         raise ModelError(f"{path}: unknown model format {meta.get('format')!r} (expected {MODEL_FORMAT})")
     return meta
@@ -152,14 +178,23 @@ def load_model(
     kind = meta.get("kind")
     if expect_kind and kind != expect_kind:
         raise ModelError(f"{model_dir}: a '{kind}' model, but a '{expect_kind}' model was asked for")
-    config = Config.load(model_dir / "config.toml") if (model_dir / "config.toml").exists() else Config()
+    try:
+        config = Config.load(model_dir / "config.toml") if (model_dir / "config.toml").exists() else Config()
+    except (UnicodeDecodeError, OSError) as exc:
+        raise ModelError(f"{model_dir / 'config.toml'}: cannot read ({exc})") from None
     if audio_backend and audio_backend != meta.get("audio_backend", "soundfile"):
         warnings.warn(
             f"{model_dir}: trained with audio backend '{meta.get('audio_backend')}', now '{audio_backend}'; "
             "resampling differences shift the embeddings", YamcapWarning, stacklevel=2)
         config.audio.backend = audio_backend
+    missing = [k for k in ({"yamnet": ("backbone", "head_params", "threshold"), "cnn": ("selected_length", "threshold")}
+                           .get(kind, ())) if k not in meta]
+    if missing:
+        raise ModelError(f"{model_dir / 'model.json'}: incomplete (no {', '.join(missing)})")
     if kind == "yamnet":
         stored = meta["backbone"]
+        if not isinstance(stored, dict):
+            raise ModelError(f"{model_dir / 'model.json'}: corrupt backbone record")
         handle = yamnet or os.environ.get("YAMCAP_YAMNET")
         if not handle:
             stored_handle = stored.get("handle", "")

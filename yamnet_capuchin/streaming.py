@@ -14,7 +14,7 @@ import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -54,10 +54,24 @@ def stream_frame_scores(detector, path: str | Path, block_seconds: float = 120.0
     ``blocks``: the file's blocks when already being decoded (:func:`prefetch_blocks`), laid
     out by :func:`block_layout` with the same ``block_seconds``.
     """
+    values, total = stream_frame_values(detector, path, lambda wave: detector.frame_scores(wave)[1],
+                                        block_seconds, audio_backend, blocks)
+    # Frame i starts at i * hop: computed once for the file, so no float drift across blocks.
+    start_s = frame_times(values.shape[0], detector.hop_samples, SAMPLE_RATE)
+    return FrameScores(start_s, values.astype(np.float32, copy=False), total / SAMPLE_RATE)
+
+
+def stream_frame_values(detector, path: str | Path, values: Callable[[np.ndarray], np.ndarray],
+                        block_seconds: float = 120.0, audio_backend: str = "soundfile",
+                        blocks: Iterable[Block] | None = None) -> tuple[np.ndarray, int]:
+    """Per-frame values of a whole file, read block by block: ``values(waveform)`` gives an
+    array with one row per frame of ``waveform`` (as ``detector.frame_scores`` gives scores);
+    the rows of the whole file are returned as if ``values`` had seen it whole, with the
+    file's length in 16 kHz samples."""
     hop = detector.hop_samples
     context = detector.context_frames
     n_frames, block_samples, overlap = block_layout(detector, block_seconds)
-    scores = []
+    rows = []
     emitted = 0
     total = 0
     if blocks is None:
@@ -70,12 +84,10 @@ def stream_frame_scores(detector, path: str | Path, block_seconds: float = 120.0
         expected = n_frames + context - first if not block.is_last else detector.frame_count(total) - emitted
         if expected <= 0:
             break
-        _, s = detector.frame_scores(block.samples)
-        scores.append(np.asarray(s[first:first + expected], dtype=np.float32))
-        emitted += scores[-1].size
-    # Frame i starts at i * hop: computed once for the file, so no float drift across blocks.
-    start_s = frame_times(emitted, hop, SAMPLE_RATE)
-    return FrameScores(start_s, np.concatenate(scores) if scores else np.zeros(0, np.float32), total / SAMPLE_RATE)
+        v = np.asarray(values(block.samples))
+        rows.append(v[first:first + expected])
+        emitted += rows[-1].shape[0]
+    return (np.concatenate(rows) if rows else np.zeros(0, np.float32)), total
 
 
 _END = object()
