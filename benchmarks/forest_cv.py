@@ -45,7 +45,7 @@ GRID = {
     "threshold": (0.3, 0.5, 0.7, 0.8, 0.9, 0.95),
     "off_ratio": (1.0, 0.5),
     "min_gap_s": (0.5, 1.0, 2.0),
-    "min_duration_s": (0.5, 1.0, 2.0),
+    "min_duration_s": (0.5, 1.0, 2.0, 3.0),
     "max_duration_s": (8.0, 10.0, 0.0),
 }
 
@@ -98,7 +98,8 @@ class Data:
         self.durations = {k: audio_info(p).duration_s for k, p in self.audio.items()}
         self.segments = {stem: selection_clips(self.audio[stem], sel, f"rec:{self.families.get(stem, stem)}", True,
                                                cfg.data.background_clip_s, cfg.data.annotation_margin_s,
-                                               self.durations[stem])
+                                               self.durations[stem],
+                                               (self.window_s, self.hop_s) if cfg.data.call_bags == "frames" else None)
                          for stem, sel in self.tables.items()}
         self.seg_x = {stem: [self.inputs(self.embedder.embed_clip(c)) for c in segs]
                       for stem, segs in self.segments.items()}
@@ -106,23 +107,26 @@ class Data:
                       for stem, p in self.audio.items()}
         echo(f"{len(self.clips)} clips, {sum(map(len, self.segments.values()))} segments of {len(self.tables)} "
              f"recordings embedded in {time.perf_counter() - t0:.1f} s")
-        self._aug = None
+        self._aug: dict = {}
 
     def inputs(self, frames):
         return head_inputs(frames, self.cfg.head.inputs)
 
-    def augmented(self):
-        """Augmented copies of the training clips (recordings' audio is not used as noise here,
-        so the copies are the same in every fold)."""
-        if self._aug is None:
-            a = self.cfg.augment
-            train = [c for c in self.clips if c.split != "val"]
-            self._aug = ([], [])
-            if a.enabled:
-                for frames, label in self.embedder.training_copies(train, a, a.copies, self.cfg.seed):
-                    self._aug[0].append(self.inputs(frames))
-                    self._aug[1].append(label)
-        return self._aug
+    def augmented(self, train_recordings):
+        """Augmented copies of the training clips, as `yamcap train` makes them: each mixed into
+        a negative clip or a call-free recording among ``train_recordings`` (never one with calls)."""
+        a = self.cfg.augment
+        if not a.enabled:
+            return [], []
+        key = tuple(sorted(s for s in train_recordings if not any(c.label for c in self.segments[s])))
+        if key not in self._aug:
+            pool = [c for c in self.clips if c.split != "val"] + [c for s in key for c in self.segments[s]]
+            xs, ys = [], []
+            for frames, label in self.embedder.training_copies(pool, a, a.copies, self.cfg.seed):
+                xs.append(self.inputs(frames))
+                ys.append(label)
+            self._aug[key] = (xs, ys)
+        return self._aug[key]
 
     def fit(self, train_recordings) -> FrameHead:
         """A head on the clips (train + test split; val for early stopping) and the segments of
@@ -131,7 +135,7 @@ class Data:
         y = [c.label for c in self.clips if c.split != "val"]
         vx = [xi for c, xi in zip(self.clips, self.clip_x) if c.split == "val"]
         vy = [c.label for c in self.clips if c.split == "val"]
-        ax, ay = self.augmented()
+        ax, ay = self.augmented(train_recordings)
         x, y = x + ax, y + ay
         for stem in sorted(train_recordings):
             x += self.seg_x[stem]
@@ -209,6 +213,8 @@ def main(argv=None) -> int:
         from yamnet_capuchin.fileio import atomic_write_json
 
         atomic_write_json(args.out, result)
+        np.savez_compressed(args.out.with_suffix(".scores.npz"),
+                            **{f"{k}.{part}": v for k, (t, sc) in oof_scores.items() for part, v in (("t", t), ("p", sc))})
     return 0
 
 

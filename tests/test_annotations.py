@@ -74,6 +74,16 @@ def test_upsert_replaces_the_same_span_and_keeps_others():
     assert len(upsert(SELS, Selection(10, 12, "capuchin"))) == 4
 
 
+def test_frame_pieces_are_the_frames_inside_a_call():
+    from yamnet_capuchin.dataset import frame_pieces
+
+    assert frame_pieces(4.0, 7.0, 0.975, 0.48) == [(4.32, 5.295), (4.8, 5.775), (5.28, 6.255), (5.76, 6.735)]
+    assert frame_pieces(0.0, 0.96, 0.975, 0.48) == [(0.0, 0.975)]  # too short: the frame nearest its centre
+    clips = selection_clips(Path("r.wav"), [Selection(4.0, 7.0, "capuchin"), Selection(9, 12, "other:bird")], "s",
+                            complete=False, call_frames=(0.975, 0.48))
+    assert [c.label for c in clips] == [1, 1, 1, 1, 0] and clips[-1].start_s == 9
+
+
 def test_selection_clips_labels_and_unlabelled_negatives():
     sels = [Selection(10.0, 15.0, "capuchin"), Selection(30.0, 30.4, "other:insect"), Selection(50, 53, "unsure")]
     clips = selection_clips(Path("r.wav"), sels, "rec:f", complete=True, clip_s=3.0, margin_s=0.5, duration_s=60.0)
@@ -212,7 +222,8 @@ def test_train_with_annotations_adds_labelled_segments(tiny_yamnet, tiny_data, t
     rows = list(csv.DictReader(open(out / "manifest.csv")))
     site = [r for r in rows if Path(r["path"]).stem == "site_a"]
     calls = sorted((float(r["start_s"]), float(r["end_s"])) for r in site if r["label"] == "1")
-    assert calls == [(4.0, 7.0), (20.0, 23.0)]
+    # data.call_bags = "frames": one positive per YAMNet frame (0.975 s, hop 0.48 s) inside a call
+    assert calls == [(round(k * 0.48, 3), round(k * 0.48 + 0.975, 3)) for k in (*range(9, 13), *range(42, 46))]
     negatives = [(float(r["start_s"]), float(r["end_s"])) for r in site if r["label"] == "0"]
     assert (12.0, 13.5) in negatives and negatives
     for a, b in negatives:

@@ -60,13 +60,16 @@ class DataConfig:
     complete_annotations: list = field(default_factory=list)
     audio_dirs: list = field(default_factory=list)  # where annotated recordings are found (besides the data's forest folder)
     annotation_margin_s: float = 0.5  # unlabelled negatives keep this far from any selection
+    # "frames": every backbone frame inside an annotated call is a positive of its own (the head
+    # learns the whole call); "whole": the call is one positive bag, pooled like a clip
+    call_bags: str = "frames"
 
 
 @dataclass
 class HeadConfig:
     hidden_units: int = 512
     dropout: float = 0.3
-    # "max" won a source-grouped 5-fold CV on train+val (benchmarks/head_cv.py, README);
+    # "max" won a source-grouped 5-fold CV on train+val (benchmarks/head_cv.py, docs/experiments.md);
     # "auto" = best on the (small) validation split
     pooling: str = "max"
     learning_rate: float = 2e-3
@@ -77,13 +80,13 @@ class HeadConfig:
     context: int = 0  # frames on each side whose mean embedding joins each frame's input
     # "embeddings", or "embeddings+spectral_shape": each frame's log-mel band profile (gain
     # removed) joins its embedding; better clip F1 in CV, worse counting on the validation
-    # soundscapes (README, "Head settings")
+    # soundscapes (docs/experiments.md, "Head settings")
     inputs: str = "embeddings"
 
 
 @dataclass
 class AugmentConfig:
-    enabled: bool = True  # harmless in CV on train+val; see README for what was and was not shown
+    enabled: bool = True  # harmless in CV on train+val; see docs/experiments.md for what was and was not shown
     copies: int = 2  # augmented copies per training clip
     snr_db_min: float = 0.0  # clip mixed into negative audio at an SNR drawn from this range
     snr_db_max: float = 20.0

@@ -171,21 +171,43 @@ def split_summary(clips: list[Clip]) -> dict[str, dict[str, int]]:
 MIN_SEGMENT_S = 1.0  # a selection shorter than this is widened (centred) to one YAMNet window and a bit
 
 
+def frame_pieces(begin_s: float, end_s: float, window_s: float, hop_s: float) -> list[tuple[float, float]]:
+    """The backbone frames ``[k * hop_s, k * hop_s + window_s]`` lying wholly inside
+    ``[begin_s, end_s]``; the one nearest its centre if none does."""
+    k0 = int(np.ceil(begin_s / hop_s - 1e-9))
+    pieces = []
+    k = k0
+    while k * hop_s + window_s <= end_s + 1e-9:
+        pieces.append((round(k * hop_s, 3), round(k * hop_s + window_s, 3)))
+        k += 1
+    if not pieces:
+        k = max(0, int(round(((begin_s + end_s) / 2 - window_s / 2) / hop_s)))
+        pieces.append((round(k * hop_s, 3), round(k * hop_s + window_s, 3)))
+    return pieces
+
+
 def selection_clips(path: Path, selections, source: str, complete: bool, clip_s: float = 3.0,
-                    margin_s: float = 0.5, duration_s: float | None = None) -> list[Clip]:
+                    margin_s: float = 0.5, duration_s: float | None = None,
+                    call_frames: tuple[float, float] | None = None) -> list[Clip]:
     """Training segments of one annotated recording (not yet split).
 
     ``capuchin`` selections -> positives, ``other:*`` -> negatives, ``unsure`` -> nothing.
-    With ``complete`` (every call in the recording is marked), the audio that lies at least
-    ``margin_s`` away from every selection is cut into ``clip_s`` negatives as well (pieces
-    shorter than ``MIN_SEGMENT_S`` are dropped). All segments get ``source``, so one recording
-    (or family) never lands in two splits."""
+    With ``call_frames = (window_s, hop_s)``, a call becomes one positive per backbone frame
+    lying inside it (:func:`frame_pieces`): every frame of an annotated call is a call, so the
+    head learns to score all of it, not only its most telling frame. With ``complete`` (every
+    call in the recording is marked), the audio that lies at least ``margin_s`` away from every
+    selection is cut into ``clip_s`` negatives as well (pieces shorter than ``MIN_SEGMENT_S``
+    are dropped). All segments get ``source``, so one recording (or family) never lands in two
+    splits."""
     from .annotations import is_call, is_other
 
     clips: list[Clip] = []
     for s in selections:
         label = 1 if is_call(s.label) else 0 if is_other(s.label) else None
         if label is None:
+            continue
+        if label == 1 and call_frames:
+            clips.extend(Clip(path, 1, source, "", a, b) for a, b in frame_pieces(s.begin_s, s.end_s, *call_frames))
             continue
         start, end = s.begin_s, s.end_s
         if end - start < MIN_SEGMENT_S:
@@ -221,7 +243,7 @@ def find_recordings(stems, folders) -> dict[str, Path]:
 
 
 def annotated_clips(folders, complete_folders, audio_folders, clip_s: float = 3.0, margin_s: float = 0.5,
-                    echo=None) -> list[Clip]:
+                    echo=None, call_frames: tuple[float, float] | None = None) -> list[Clip]:
     """Segments from folders of annotation tables (``yamnet_capuchin.annotations``), not yet split.
 
     Each recording's source is ``rec:<family>``, the family taken from a ``families.csv``
@@ -248,5 +270,6 @@ def annotated_clips(folders, complete_folders, audio_folders, clip_s: float = 3.
                 continue
             duration = audio_info(audio[stem]).duration_s if complete else None
             source = f"rec:{families.get(stem, stem)}"
-            clips.extend(selection_clips(audio[stem], selections, source, complete, clip_s, margin_s, duration))
+            clips.extend(selection_clips(audio[stem], selections, source, complete, clip_s, margin_s, duration,
+                                         call_frames))
     return clips

@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from .audio import SAMPLE_RATE
 from .backbones import YamnetBackbone
 from .cache import EmbeddingCache
 from .config import Config
@@ -22,15 +23,19 @@ from .model import YamnetDetector, staging_dir
 from .progress import progress_bar
 
 
-def candidate_clips(data_dir: str | Path, config: Config, echo: Callable[[str], None] = print) -> list[Clip]:
-    """Clips of ``data_dir`` plus call-free background segments, not yet split."""
+def candidate_clips(data_dir: str | Path, config: Config, echo: Callable[[str], None] = print,
+                    framing: tuple[float, float] = (0.975, 0.48)) -> list[Clip]:
+    """Clips of ``data_dir``, call-free background segments and annotated segments, not yet
+    split; ``framing`` = the backbone's (window_s, hop_s), for ``data.call_bags = "frames"``."""
     d = config.data
+    if d.call_bags not in ("frames", "whole"):
+        raise YamcapError(f"data.call_bags must be 'frames' or 'whole', got '{d.call_bags}'")
     clips = discover_clips(data_dir)
     annotated = []
     if d.annotations or d.complete_annotations:
         audio_dirs = [find_forest_dir(data_dir), *d.audio_dirs]
         annotated = annotated_clips(d.annotations, d.complete_annotations, audio_dirs, d.background_clip_s,
-                                    d.annotation_margin_s, echo)
+                                    d.annotation_margin_s, echo, framing if d.call_bags == "frames" else None)
     covered = {c.path.stem for c in annotated}  # an annotated recording is no longer a plain background
     backgrounds = [b for b in d.backgrounds if b not in covered]
     return clips + background_clips(data_dir, backgrounds, d.background_clip_s, echo) + annotated
@@ -56,8 +61,9 @@ def train_yamnet(
     Returns the metrics dictionary also written to ``out_dir/metrics.json``.
     """
     t_start = time.perf_counter()
-    clips = candidate_clips(data_dir, config, echo)
     backbone = YamnetBackbone(config.backbone.handle or None, config.backbone.runtime).load()
+    clips = candidate_clips(data_dir, config, echo, (backbone.window_samples / SAMPLE_RATE,
+                                                     backbone.hop_samples / SAMPLE_RATE))
     config.backbone.handle, config.backbone.runtime = backbone.handle, backbone.runtime
     cache = EmbeddingCache(config.cache_dir or None)
     embedder = ClipEmbedder(backbone, cache, config.audio.backend)
