@@ -42,7 +42,7 @@ from yamnet_capuchin.features import ClipEmbedder
 from yamnet_capuchin.head import FrameHead, head_inputs
 
 GRID = {
-    "threshold": (0.3, 0.5, 0.7, 0.8, 0.9, 0.95),
+    "threshold": (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99),
     "off_ratio": (1.0, 0.5),
     "min_gap_s": (0.5, 1.0, 2.0),
     "min_duration_s": (0.5, 1.0, 2.0, 3.0),
@@ -50,9 +50,14 @@ GRID = {
 }
 
 
-def grid_params():
-    for thr, ratio, gap, dmin, dmax in itertools.product(*GRID.values()):
-        yield EventParams(thr, thr * ratio if ratio < 1 else None, gap, dmin, dmax)
+def grid_points():
+    """(threshold, off_ratio, min_gap_s, min_duration_s, max_duration_s) tuples of GRID."""
+    return list(itertools.product(*GRID.values()))
+
+
+def to_params(point) -> EventParams:
+    thr, ratio, gap, dmin, dmax = point
+    return EventParams(thr, thr * ratio if ratio < 1 else None, gap, dmin, dmax)
 
 
 def events_of(scores: dict, params: EventParams, window_s: float, hop_s: float) -> dict:
@@ -60,15 +65,30 @@ def events_of(scores: dict, params: EventParams, window_s: float, hop_s: float) 
             for stem, (t, s) in scores.items()}
 
 
-def choose_params(scores: dict, tables: dict, durations: dict, window_s: float, hop_s: float) -> tuple[EventParams, dict]:
-    """Best grid point on ``scores`` (event F1, then count MAE, then fewer false events)."""
-    best = None
-    for params in grid_params():
-        r = score_annotated({k: tables[k] for k in scores}, events_of(scores, params, window_s, hop_s), durations)
-        key = (r["event_f1"], -r["count_mae"], -r["event_fp"])
-        if best is None or key > best[0]:
-            best = (key, params, r)
-    return best[1], best[2]
+def choose_params(scores: dict, tables: dict, durations: dict, window_s: float, hop_s: float,
+                  rule: str = "plateau") -> tuple[EventParams, dict]:
+    """Event parameters chosen on ``scores`` by pooled event F1 (then count MAE, then fewer false events).
+
+    ``rule = "best"``: the best grid point. ``"plateau"``: F1 averaged with the neighbouring
+    thresholds (same other parameters) first, so that among near-equal settings the one in the
+    middle of a flat stretch wins rather than the lowest threshold that reaches it: the head's
+    scores sit near 0 and 1, so F1 is flat over wide threshold ranges on the inner folds."""
+    results = {}
+    for point in grid_points():
+        pred = events_of(scores, to_params(point), window_s, hop_s)
+        results[point] = score_annotated({k: tables[k] for k in scores}, pred, durations)
+    thresholds = GRID["threshold"]
+
+    def key(point):
+        r = results[point]
+        f1 = r["event_f1"]
+        if rule == "plateau":
+            i = thresholds.index(point[0])
+            f1 = float(np.mean([results[(t, *point[1:])]["event_f1"] for t in thresholds[max(0, i - 1): i + 2]]))
+        return (round(f1, 9), -r["count_mae"], -r["event_fp"])
+
+    best = max(results, key=key)
+    return to_params(best), results[best]
 
 
 class Data:
@@ -171,7 +191,7 @@ def main(argv=None) -> int:
         print(f"fold {k}: {len(members)} recordings, {sum(n_calls[s] for s in members)} calls, "
               f"families {sorted({fams[s] for s in members})}")
     fixed = event_params(cfg, 0.5)
-    nested_pred, fixed_pred, oof_scores, chosen = {}, {}, {}, []
+    nested_pred, best_pred, fixed_pred, oof_scores, chosen, inner_saved = {}, {}, {}, {}, [], {}
     for k in range(args.folds):
         outer = [s for s in stems if fold[s] == k]
         inner_scores = {}
@@ -181,16 +201,20 @@ def main(argv=None) -> int:
             head = d.fit([s for s in stems if fold[s] not in (j, k)])
             inner_scores.update(d.frame_scores(head, [s for s in stems if fold[s] == j]))
         params, inner = choose_params(inner_scores, d.tables, d.durations, d.window_s, d.hop_s)
-        chosen.append(params.__dict__)
+        params_best, _ = choose_params(inner_scores, d.tables, d.durations, d.window_s, d.hop_s, rule="best")
+        chosen.append({"plateau": params.__dict__, "best": params_best.__dict__})
+        inner_saved.update({f"fold{k}/{stem}": v for stem, v in inner_scores.items()})
         head = d.fit([s for s in stems if fold[s] != k])
         scores = d.frame_scores(head, outer)
         oof_scores.update(scores)
         nested_pred.update(events_of(scores, params, d.window_s, d.hop_s))
+        best_pred.update(events_of(scores, params_best, d.window_s, d.hop_s))
         fixed_pred.update(events_of(scores, fixed, d.window_s, d.hop_s))
         r = score_annotated({s: d.tables[s] for s in outer}, events_of(scores, params, d.window_s, d.hop_s), d.durations)
         print(f"fold {k}: params {params.__dict__} (inner F1 {inner['event_f1']:.3f}) -> outer P {r['event_precision']:.3f} "
               f"R {r['event_recall']:.3f} MAE {r['count_mae']:.2f} ({time.perf_counter() - t_start:.0f} s)", flush=True)
-    rows = {"nested (event rules chosen on inner folds)": score_annotated(d.tables, nested_pred, d.durations),
+    rows = {"nested, plateau rule (event rules chosen on inner folds)": score_annotated(d.tables, nested_pred, d.durations),
+            "nested, best-point rule": score_annotated(d.tables, best_pred, d.durations),
             f"fixed [events] of the config {fixed.__dict__}": score_annotated(d.tables, fixed_pred, d.durations)}
     print(f"\n{len(stems)} recordings, {sum(n_calls.values())} calls, {args.folds} folds by family; "
           f"{time.perf_counter() - t_start:.0f} s")
@@ -215,6 +239,8 @@ def main(argv=None) -> int:
         atomic_write_json(args.out, result)
         np.savez_compressed(args.out.with_suffix(".scores.npz"),
                             **{f"{k}.{part}": v for k, (t, sc) in oof_scores.items() for part, v in (("t", t), ("p", sc))})
+        np.savez_compressed(args.out.with_suffix(".inner.npz"),
+                            **{f"{k}.{part}": v for k, (t, sc) in inner_saved.items() for part, v in (("t", t), ("p", sc))})
     return 0
 
 

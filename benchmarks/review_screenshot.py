@@ -9,7 +9,9 @@ page and saves a screenshot.
     yamcap count "../shared/data/capuchin/Forest Recordings" --out /tmp/review_run -q
     python benchmarks/review_screenshot.py /tmp/review_run --out docs/review.png
 
-Labels go to a temporary annotations folder unless --annotations is given.
+Labels go to a temporary annotations folder unless --annotations is given. The labels given
+before the screenshot are those of the hand-made tables in --truth (data/annotations/forest):
+each candidate gets the label of the annotated selection it overlaps most ('unsure' if none).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from pathlib import Path
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--window-size=1400,1050", "--hide-scrollbars"]
-LABELS = ["capuchin", "capuchin", "other:harmonic-bird", "capuchin", "unsure", "other:insect", "capuchin"]
 
 
 def free_port() -> int:
@@ -50,7 +51,8 @@ def main() -> None:
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--out", type=Path, default=Path("docs/review.png"))
     ap.add_argument("--annotations", type=Path, default=None)
-    ap.add_argument("--labels", type=int, default=len(LABELS), help="candidates to label before the screenshot")
+    ap.add_argument("--labels", type=int, default=8, help="candidates to label before the screenshot")
+    ap.add_argument("--truth", type=Path, default=Path("data/annotations/forest"), help="hand-made tables to label from")
     args = ap.parse_args()
 
     from selenium import webdriver
@@ -97,8 +99,12 @@ def main() -> None:
                   "first_spectrogram_loaded_s": round(t_image, 2)}
         print(json.dumps(timing, indent=2))
 
-        for c, label in zip(cands, LABELS[: args.labels]):
-            get_json(url + "/api/labels", {"id": c["id"], "label": label})
+        from yamnet_capuchin.annotations import label_at, read_folder
+
+        truth = read_folder(args.truth)
+        for c in cands[: args.labels]:
+            get_json(url + "/api/labels", {"id": c["id"], "label": label_at(truth.get(Path(c["file"]).stem, []),
+                                                                                c["start_s"], c["end_s"])})
         drv.refresh()
         wait("document.getElementById('c-file').textContent !== '-'")
         wait("document.getElementById('c-image').complete && document.getElementById('c-image').naturalWidth > 0")

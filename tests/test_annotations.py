@@ -233,3 +233,11 @@ def test_train_with_annotations_adds_labelled_segments(tiny_yamnet, tiny_data, t
     assert bg and {r["source"] for r in bg} == {"rec:recording_01"}  # taken from the table, not as a background
     saved = (out / "config.toml").read_text()
     assert str(ann) in saved
+
+
+def test_label_at_takes_the_most_overlapping_selection():
+    from yamnet_capuchin.annotations import label_at
+
+    sels = [Selection(1, 5, "capuchin"), Selection(5, 6, "other:bird")]
+    assert label_at(sels, 4.5, 6.0) == "other:bird" and label_at(sels, 2, 3) == "capuchin"
+    assert label_at(sels, 10, 11) == "unsure" and label_at([], 0, 1, default="other") == "other"

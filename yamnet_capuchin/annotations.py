@@ -176,3 +176,13 @@ def upsert(selections: Sequence[Selection], new: Selection, tolerance_s: float =
 
 def relabel(selection: Selection, label: str) -> Selection:
     return replace(selection, label=check_label(label))
+
+
+def label_at(selections: Sequence[Selection], start_s: float, end_s: float, default: str = UNSURE) -> str:
+    """The label of the selection that overlaps ``[start_s, end_s]`` most; ``default`` if none does."""
+    best, label = 0.0, default
+    for s in selections:
+        overlap = min(end_s, s.end_s) - max(start_s, s.begin_s)
+        if overlap > best:
+            best, label = overlap, s.label
+    return label
