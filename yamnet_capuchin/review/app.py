@@ -339,25 +339,21 @@ def create_app(run_dir: str | Path, annotations_dir: str | Path | None = None, a
             return _error(500, f"label not saved: {exc}")
         return _json({"candidate": c.as_dict(), "progress": cands.progress(state.candidates())})
 
-    def image(request: Request):
+    def media(request: Request, render, media_type: str):
         c = candidate_or_404(request)
         try:
-            data = state.image(c.id)
+            data = render(c.id)
         except FileNotFoundError:
             return _error(404, f"recording not found: {c.file} (pass it as an AUDIO argument)")
         except YamcapError as exc:
             return _error(404, str(exc))
-        return Response(data, media_type="image/png", headers={"Cache-Control": "no-cache"})
+        return Response(data, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+    def image(request: Request):
+        return media(request, state.image, "image/png")
 
     def audio_span(request: Request):
-        c = candidate_or_404(request)
-        try:
-            data = state.audio(c.id)
-        except FileNotFoundError:
-            return _error(404, f"recording not found: {c.file} (pass it as an AUDIO argument)")
-        except YamcapError as exc:
-            return _error(404, str(exc))
-        return Response(data, media_type="audio/wav", headers={"Cache-Control": "no-cache"})
+        return media(request, state.audio, "audio/wav")
 
     def get_stats(request: Request):
         return _json(state.stats())
