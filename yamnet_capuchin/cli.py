@@ -14,6 +14,8 @@ from typing import List, Optional, Tuple
 
 import typer
 
+from .config import EventConfig
+
 app = typer.Typer(
     name="yamcap",
     help=(
@@ -81,6 +83,7 @@ def _root(
     pass
 
 
+_EV = EventConfig()  # defaults shown in help, written once in config.py
 ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file (see configs/); CLI options override it.")
 SetOpt = typer.Option(None, "--set", help="Override any config value, e.g. --set head.dropout=0.5 (repeatable).")
 YamnetOpt = typer.Option(None, "--yamnet", help="YAMNet handle: TF-Hub URL, SavedModel folder or .tflite file [env: YAMCAP_YAMNET].")
@@ -236,7 +239,9 @@ def _print_metrics(metrics: dict, out: Path) -> None:
         f"  precision {t['precision']:.4f}  recall {t['recall']:.4f}  F1 {t['f1']:.4f}  "
         f"ROC-AUC {t['roc_auc']:.4f}  PR-AUC {t['pr_auc']:.4f}\n"
         f"  confusion [[TN FP] [FN TP]] = {t['confusion']}\n"
-        f"model written to {out} ({metrics['timing_s']['total']:.1f} s)"
+        + (f"test segments of recordings ({seg['n']}, {seg['n_positive']} call frames): precision {seg['precision']:.4f}  "
+           f"recall {seg['recall']:.4f}  ROC-AUC {seg['roc_auc']:.4f}\n" if (seg := metrics.get("test_segments")) else "")
+        + f"model written to {out} ({metrics['timing_s']['total']:.1f} s)"
     )
 
 
@@ -297,11 +302,11 @@ def count(
     paths: List[Path] = typer.Argument(..., help="Recordings or folders (searched recursively), any audio format."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (created; re-running resumes)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model directory, YAMNet or CNN (default: the shipped model)."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Event on-threshold on frame scores [config events.threshold: 0.1, tuned on validation soundscapes; negative = the model's clip threshold]."),
-    off_threshold: Optional[float] = typer.Option(None, "--off-threshold", help="Hysteresis off-threshold [config: 0.05; negative = the on-threshold]."),
-    min_gap: Optional[float] = typer.Option(None, "--min-gap", help="Merge events closer than this, s [config: 1.0]."),
-    min_duration: Optional[float] = typer.Option(None, "--min-duration", help="Drop events shorter than this, s [config: 0.5]."),
-    max_duration: Optional[float] = typer.Option(None, "--max-duration", help="Split events longer than this at score minima, s [config: 4.0; 0 = never]."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help=f"Event on-threshold on frame scores [config events.threshold: {_EV.threshold}, chosen on annotated forest recordings; negative = the model's clip threshold]."),
+    off_threshold: Optional[float] = typer.Option(None, "--off-threshold", help=f"Hysteresis off-threshold [config: {_EV.off_threshold}; negative = the on-threshold]."),
+    min_gap: Optional[float] = typer.Option(None, "--min-gap", help=f"Merge events closer than this, s [config: {_EV.min_gap_s}]."),
+    min_duration: Optional[float] = typer.Option(None, "--min-duration", help=f"Drop events shorter than this, s [config: {_EV.min_duration_s}]."),
+    max_duration: Optional[float] = typer.Option(None, "--max-duration", help=f"Split events longer than this at score minima, s [config: {_EV.max_duration_s}; 0 = never]."),
     notebook_rule: bool = typer.Option(False, "--notebook-rule", help="The original notebook's rule: non-overlapping 54000-sample windows, p > 0.99, runs = calls."),
     plots: bool = typer.Option(False, "--plots", help="Also write a spectrogram + score + events PNG per file."),
     config: Optional[Path] = ConfigOpt,

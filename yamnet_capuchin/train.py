@@ -76,13 +76,14 @@ def train_yamnet(
     kept = list(zip(assign_splits([c for c, _ in readable], config), [f for _, f in readable]))
     t_embed = time.perf_counter() - t0
 
-    def part(split: str):
-        sel = [(c, f) for c, f in kept if c.split == split]
+    def part(split: str, segments: bool | None = None):
+        sel = [(c, f) for c, f in kept if c.split == split and (segments is None or c.is_segment == segments)]
         return [head_inputs(f, config.head.inputs) for _, f in sel], np.array([c.label for c, _ in sel])
 
     train_x, train_y = part("train")
     val_x, val_y = part("val")
-    test_x, test_y = part("test")
+    test_x, test_y = part("test", segments=False)  # whole clips, comparable with models trained on clips only
+    seg_x, seg_y = part("test", segments=True)  # segments of recordings (backgrounds, annotated calls per frame)
     for name, y in (("train", train_y), ("val", val_y), ("test", test_y)):
         if y.size == 0 or y.min() == y.max():
             raise YamcapError(f"the {name} split needs clips of both classes (has {y.size}); check the data")
@@ -115,11 +116,14 @@ def train_yamnet(
 
     test_scores = head.predict(test_x)
     test_metrics = classification_metrics(test_y, test_scores, threshold)
+    seg_metrics = (classification_metrics(seg_y, head.predict(seg_x), threshold)
+                   if seg_y.size and 0 < seg_y.sum() < seg_y.size else None)
     val_metrics = classification_metrics(val_y, val_scores, threshold)
 
     metrics = {
         "backbone": "yamnet",
         "test": test_metrics,
+        "test_segments": seg_metrics,
         "val": val_metrics,
         "pooling": best,
         "pooling_selection": {p: c[2] for p, c in candidates.items()},
