@@ -1,4 +1,4 @@
-"""How much the YAMNet runtime and the audio backend move the embeddings (README, "YAMNet offline").
+"""How much the YAMNet runtime and the audio backend move the embeddings (docs/runtimes.md).
 
     python benchmarks/frontend_agreement.py --data ../shared/data/capuchin [--tfio]
 

@@ -6,7 +6,7 @@ clips of a model's split (the test split is never read).
 For each variant: out-of-fold clip scores from 5 source-grouped folds, repeated with
 ``--repeats`` different fold assignments; prints ROC-AUC, PR-AUC and the F1 reached with the
 threshold each fold's head picks on its own early-stopping sources (as ``yamcap train`` picks it
-on the validation split), averaged over the repeats. The README's tables come from this script.
+on the validation split), averaged over the repeats. The tables in docs/experiments.md come from this script.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ VARIANTS = {
     "base, scored by the best 2 adjacent frames (min)": Variant(sustained=(2, "min")),
     "base, scored by the best 2 adjacent frames (mean)": Variant(sustained=(2, "mean")),
 }
-# backgrounds of the README's test soundscapes: never used for training
+# backgrounds of the test soundscapes in docs/experiments.md: never used for training
 TEST_SOUNDSCAPE_BACKGROUNDS = "recording_12,recording_13,recording_24,recording_90"
 
 

@@ -10,7 +10,7 @@ shape: the frame's mean log-mel energy per band (YAMNet's own front end) less it
 bands, so gain drops out and only where in frequency the energy lies remains. The embedding,
 averaged over YAMNet's coarse final feature map, keeps little of that; a Capuchinbird's growl
 and the coos and harmonic stacks it is confused with differ in it. (Off by default: it helps clip
-classification in CV but counts worse on the validation soundscapes; README, "Head settings".)
+classification in CV but counts worse on the validation soundscapes; docs/experiments.md, "Head settings".)
 Per clip: frame scores are pooled (``mean``, ``max`` or ``attention``) into a clip score; the
 head is trained with clip labels on that pooled score (binary cross-entropy, classes
 weighted by inverse frequency, early stopping on validation loss).
@@ -31,7 +31,7 @@ from .fileio import atomic_path
 POOLINGS = ("mean", "max", "attention")
 HEAD_INPUTS = ("embeddings", "embeddings+spectral_shape")
 # the shape's values spread ~1.8 (sd), the embeddings' ~0.3; of scales 0.25, 0.5 and 1, 0.25
-# gave the best clip F1 in source-grouped CV on train + validation (README, "Head settings")
+# gave the best clip F1 in source-grouped CV on train + validation (docs/experiments.md, "Head settings")
 SPECTRAL_SHAPE_SCALE = 0.25
 
 
