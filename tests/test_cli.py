@@ -196,3 +196,16 @@ def test_synth_then_evaluate(trained, tiny_data, tmp_path, monkeypatch, tiny_yam
     assert r.exit_code == 0, r.output
     again = json.loads((tmp_path / "rep2" / "report.json").read_text())
     assert again["event_f1"] == report["event_f1"] and again["true_total"] == report["true_total"]
+
+
+@pytest.mark.parametrize("command", [[], ["count"], ["train"], ["review"], ["panels"], ["families"]])
+def test_help_does_not_import_heavy_libraries(command):
+    """`yamcap [command] --help` answers without TensorFlow, Keras, librosa, NumPy or matplotlib."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom yamnet_capuchin.cli import app\ntry:\n    app(%r)\nexcept SystemExit:\n    pass\n"
+            "print('HEAVY', sorted(m for m in ('tensorflow', 'keras', 'librosa', 'numpy', 'matplotlib') "
+            "if m in sys.modules))" % ([*command, "--help"],))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert "Usage" in out and out.strip().endswith("HEAVY []"), out[-300:]
