@@ -241,3 +241,12 @@ def test_label_at_takes_the_most_overlapping_selection():
     sels = [Selection(1, 5, "capuchin"), Selection(5, 6, "other:bird")]
     assert label_at(sels, 4.5, 6.0) == "other:bird" and label_at(sels, 2, 3) == "capuchin"
     assert label_at(sels, 10, 11) == "unsure" and label_at([], 0, 1, default="other") == "other"
+
+
+def test_evaluate_truth_from_annotation_tables_keeps_only_calls(tmp_path):
+    from yamnet_capuchin.evaluation import read_truth_any
+
+    write_table(tmp_path / "rec.Table.1.selections.txt", SELS)
+    (tmp_path / "plain.Table.1.selections.txt").write_text("Selection\tBegin Time (s)\tEnd Time (s)\n1\t1\t2\n")
+    (tmp_path / "notes.txt").write_text("not a table\n")
+    assert read_truth_any(tmp_path) == {"rec": [(2.4, 6.3)], "plain": [(1.0, 2.0)]}

@@ -113,15 +113,19 @@ def read_table(path: str | Path, default_label: str = CALL) -> list[Selection]:
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh, delimiter="\t"))
+            reader = csv.DictReader(fh, delimiter="\t")
+            rows = list(reader)
+            header = reader.fieldnames or []
     except OSError as exc:
         raise YamcapError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if not rows:
-        return []
-    cols = {c.strip().lower(): c for c in rows[0] if c}
+    except UnicodeDecodeError:
+        raise YamcapError(f"{path}: not a Raven selection table (not UTF-8 text)") from None
+    cols = {c.strip().lower(): c for c in header if c}
     for need in ("begin time (s)", "end time (s)"):
         if need not in cols:
             raise YamcapError(f"{path}: not a Raven selection table (no '{need}' column)")
+    if not rows:
+        return []
     label_col = next((cols[c] for c in ("annotation", "label", "species") if c in cols), None)
 
     def num(row, name, default):

@@ -71,23 +71,22 @@ def count_scores(truth_counts: Mapping[str, int], pred_counts: Mapping[str, int]
 
 def read_truth_any(path) -> dict[str, list[Interval]]:
     """Ground truth keyed by file *stem*: a truth.csv, or a folder of Raven selection tables
-    named ``<stem>.Table.1.selections.txt`` (or ``<stem>.selections.txt``, ``<stem>.txt``)."""
+    named ``<stem>.Table.1.selections.txt`` (or ``<stem>.selections.txt``, ``<stem>.txt``).
+    In tables with an ``Annotation`` column only the ``capuchin`` selections are calls
+    (``other:*`` and ``unsure`` are not); a table without one lists calls only."""
     from pathlib import Path
 
+    from .annotations import calls, read_table, stem_of_table
     from .errors import YamcapError
-    from .outputs import read_raven_table
     from .synth import read_truth
 
     path = Path(path)
     if path.is_dir():
         out = {}
         for table in sorted(path.glob("*.txt")):
-            stem = table.name.split(".Table.")[0].split(".selections")[0]
-            if stem.endswith(".txt"):
-                stem = stem[:-4]
             try:
-                out[stem] = read_raven_table(table)
-            except (ValueError, KeyError):
+                out[stem_of_table(table)] = sorted(calls(read_table(table)))
+            except YamcapError:
                 continue
         if not out:
             raise YamcapError(f"{path}: no Raven selection tables found")
