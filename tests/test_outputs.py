@@ -2,7 +2,7 @@ import csv
 
 from yamnet_capuchin.events import Event
 from yamnet_capuchin.outputs import (
-    RAVEN_COLUMNS, audacity_labels, high_freq_hz, raven_table, read_raven_table, write_counts_csv, write_raven_table,
+    RAVEN_COLUMNS, audacity_labels, high_freq_hz, raven_table, write_counts_csv, write_raven_table,
     write_sources_csv,
 )
 
@@ -37,7 +37,9 @@ def test_sources_csv(tmp_path):
 
 def test_raven_roundtrip(tmp_path):
     write_raven_table(tmp_path / "a.Table.1.selections.txt", EVENTS)
-    assert read_raven_table(tmp_path / "a.Table.1.selections.txt") == [(1.5, 4.25), (10.0, 12.5)]
+    from yamnet_capuchin.annotations import calls, read_table
+
+    assert calls(read_table(tmp_path / "a.Table.1.selections.txt")) == [(1.5, 4.25), (10.0, 12.5)]
 
 
 def test_counts_csv_is_challenge_format_sorted(tmp_path):

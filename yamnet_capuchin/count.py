@@ -28,7 +28,8 @@ from .fileio import (
     save_figure, text_sha256,
 )
 from .outputs import (
-    high_freq_hz, write_audacity_labels, write_counts_csv, write_events_csv, write_raven_table, write_sources_csv,
+    high_freq_hz, output_stems, write_audacity_labels, write_counts_csv, write_events_csv, write_raven_table,
+    write_sources_csv,
 )
 from .progress import audio_progress
 from .streaming import FrameScores, stream_frame_scores
@@ -138,14 +139,6 @@ def run_identity(detector, config: Config) -> str:
     return text_sha256(blob)[:24]
 
 
-def _unique_stems(paths: Sequence[Path]) -> dict[Path, str]:
-    """A file-name stem per input; stems shared by several inputs get a short path hash."""
-    counts: dict[str, int] = {}
-    for p in paths:
-        counts[p.stem] = counts.get(p.stem, 0) + 1
-    return {p: (p.stem if counts[p.stem] == 1 else f"{p.stem}_{text_sha256(str(p))[:6]}") for p in paths}
-
-
 def count_files(
     detector,
     paths: Sequence[Path],
@@ -170,7 +163,7 @@ def _count_files(detector, paths: Sequence[Path], out_dir: Path, config: Config,
                  progress: bool) -> CountRun:
     state_dir = out_dir / STATE_DIR
     run_id = run_identity(detector, config)
-    stems = _unique_stems(list(paths))
+    stems = {Path(p): name for p, name in output_stems(paths).items()}
     names = _clip_names(paths)
     run = CountRun()
     t_start = time.perf_counter()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from .events import Event
-from .fileio import atomic_write_csv, atomic_write_text
+from .fileio import atomic_write_csv, atomic_write_text, text_sha256
 
 # BirdNET-Analyzer's layout (its label and confidence columns are Annotation and Score here), so
 # Raven, crowsetta, opensoundscape and yamcap's own annotation reader take the tables as they are.
@@ -78,21 +78,12 @@ def write_audacity_labels(path: str | Path, events: Sequence[Event]) -> None:
     atomic_write_text(path, audacity_labels(events))
 
 
-def read_raven_table(path: str | Path) -> list[tuple[float, float]]:
-    """(begin, end) seconds of each selection in a Raven table (any extra columns ignored)."""
-    import csv
-
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh, delimiter="\t")
-        rows = list(reader)
-    if rows and ("Begin Time (s)" not in rows[0] or "End Time (s)" not in rows[0]):
-        raise ValueError(f"{path}: not a Raven selection table (no 'Begin Time (s)'/'End Time (s)')")
-    # Raven lists a selection once per view (waveform + spectrogram): keep one per Selection id.
-    seen, out = set(), []
-    for r in rows:
-        key = r.get("Selection", len(out))
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append((float(r["Begin Time (s)"]), float(r["End Time (s)"])))
-    return sorted(out)
+def output_stems(paths: Iterable[str | Path]) -> dict[str, str]:
+    """The name each input's tables get (keyed by the path as a string): the file's stem, or
+    ``<stem>_<6 hex of sha256(path)>`` where several inputs share a stem (``sources.csv`` maps
+    the names back to the paths)."""
+    paths = list(dict.fromkeys(str(p) for p in paths))
+    counts: dict[str, int] = {}
+    for p in paths:
+        counts[Path(p).stem] = counts.get(Path(p).stem, 0) + 1
+    return {p: (Path(p).stem if counts[Path(p).stem] == 1 else f"{Path(p).stem}_{text_sha256(p)[:6]}") for p in paths}

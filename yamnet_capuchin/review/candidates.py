@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from ..annotations import Selection, is_call, is_other
+from ..outputs import output_stems
 
 EVENT = "event"  # a row of the run's events.csv
 UNCERTAIN = "uncertain"  # frames scored in the uncertain band
@@ -86,17 +87,9 @@ def read_recordings(run_dir: str | Path, events: Sequence[Candidate] = ()) -> di
 
 
 def recording_stems(files: Iterable[str]) -> dict[str, str]:
-    """The table stem of each recording, as ``yamcap count`` names its outputs: the file's stem,
-    or ``<stem>_<6 hex of sha256(path)>`` where several recordings share a stem."""
-    files = list(dict.fromkeys(files))
-    counts: dict[str, int] = {}
-    for f in files:
-        counts[Path(f).stem] = counts.get(Path(f).stem, 0) + 1
-    out = {}
-    for f in files:
-        stem = Path(f).stem
-        out[f] = stem if counts[stem] == 1 else f"{stem}_{hashlib.sha256(f.encode('utf-8')).hexdigest()[:6]}"
-    return out
+    """The table stem of each recording, as ``yamcap count`` names its outputs
+    (:func:`yamnet_capuchin.outputs.output_stems`)."""
+    return output_stems(files)
 
 
 def review_note(cid: str, source: str = EVENT, score: float | None = None) -> str:
