@@ -159,29 +159,79 @@ def count_files(
         return _count_files(detector, paths, out_dir, config, plots, progress)
 
 
+def file_key(path) -> str:
+    """The name of a file's state record in ``OUT_DIR/.yamcap-state`` (from its path as given)."""
+    return text_sha256(str(path))[:24]
+
+
+def content_sha(path) -> str:
+    """sha256 of the file's bytes, or "" where it cannot be read (it then fails when decoded)."""
+    try:
+        return file_sha256(path) if Path(path).is_file() else ""
+    except OSError:
+        return ""
+
+
+def score_file(detector, path, config: Config, sha: str, plots: bool = False, blocks=None):
+    """(:class:`FileCount`, detection figure or None) of one file. Raises ``AudioError`` or
+    ``OSError`` where the input cannot be read (:func:`input_failure` gives the reason)."""
+    t0 = time.perf_counter()
+    fs, events, window_s, hop_s = score_and_detect(detector, path, config, blocks)
+    result = FileCount(str(path), sha, fs.duration_s, events, time.perf_counter() - t0)
+    figure = None
+    if plots:
+        from .plots import detection_plot
+        figure = detection_plot(path, fs, events, config.audio.backend, window_s, hop_s)
+    return result, figure
+
+
+def input_failure(exc: Exception) -> str:
+    """The errors.csv reason for an input that :func:`score_file` could not read."""
+    if isinstance(exc, AudioError):
+        return exc.reason
+    return f"cannot read ({getattr(exc, 'strerror', None) or exc})"
+
+
+def write_file_outputs(out_dir: Path, stem: str, key: str, result: FileCount, figure, run_id: str,
+                       source: str | Path, native_rate: float | None) -> None:
+    """One file's Raven table, Audacity labels, plot (``figure``, if any) and state record
+    (written last: a file counts as done only once its outputs are all there). Raises
+    :class:`~yamnet_capuchin.fileio.OutputError` naming the output that cannot be written."""
+    try:
+        write_raven_table(out_dir / "raven" / f"{stem}.Table.1.selections.txt", result.events, source,
+                          high_freq_hz(native_rate))
+        write_audacity_labels(out_dir / "audacity" / f"{stem}.txt", result.events)
+        if figure is not None:
+            save_figure(figure, out_dir / "plots" / f"{stem}.png")
+        _save_state(out_dir / STATE_DIR / f"{key}.json", result, run_id)
+    except OSError as exc:
+        raise as_output_error(exc) from None
+
+
+def resumed_result(out_dir: Path, path, sha: str, run_id: str) -> FileCount | None:
+    """The file's result from an earlier run into ``out_dir`` with the same content, model and
+    parameters, else None."""
+    return _load_state(out_dir / STATE_DIR / f"{file_key(path)}.json", sha, run_id) if sha else None
+
+
 def _count_files(detector, paths: Sequence[Path], out_dir: Path, config: Config, plots: bool,
                  progress: bool) -> CountRun:
-    state_dir = out_dir / STATE_DIR
     run_id = run_identity(detector, config)
     stems = {Path(p): name for p, name in output_stems(paths).items()}
-    names = _clip_names(paths)
+    names = clip_names(paths)
     run = CountRun()
     t_start = time.perf_counter()
     # Files already done (same content, model and parameters) are taken from their state.
-    todo: list[tuple[Path, str, str]] = []
+    todo: list[tuple[Path, str]] = []
     done: dict[str, FileCount] = {}
     for path in paths:
-        key = text_sha256(str(path))[:24]
-        try:
-            sha = file_sha256(path) if Path(path).is_file() else ""
-        except OSError:
-            sha = ""
-        state = _load_state(state_dir / f"{key}.json", sha, run_id) if sha else None
+        sha = content_sha(path)
+        state = resumed_result(out_dir, path, sha, run_id)
         if state is not None:
             done[str(path)] = state
         else:
-            todo.append((Path(path), key, sha))
-    infos = {p: _info(p) for p, _, _ in todo}
+            todo.append((Path(path), sha))
+    infos = {p: _info(p) for p, _ in todo}
     results: dict[str, FileCount] = {}
     failures: dict[str, str] = {}
     with audio_progress(progress) as bar:
@@ -190,35 +240,18 @@ def _count_files(detector, paths: Sequence[Path], out_dir: Path, config: Config,
         description = "Counting" + (f" ({len(done)} resumed)" if done else "")
         task = bar.add_task(description, total=total_s) if bar else None
         completed_s = 0.0
-        keys = {p: (k, sha) for p, k, sha in todo}
-        for path, blocks in _file_blocks(detector, [p for p, _, _ in todo], config):
-            key, sha = keys[path]
+        shas = dict(todo)
+        for path, blocks in _file_blocks(detector, [p for p, _ in todo], config):
             if bar is not None and blocks is not None:
                 blocks = _advancing(blocks, bar, task, expected[path])
-            figure = None
             try:  # reading and scoring: errors here are the input's
-                t0 = time.perf_counter()
-                fs, events, window_s, hop_s = score_and_detect(detector, path, config, blocks)
-                result = FileCount(str(path), sha, fs.duration_s, events, time.perf_counter() - t0)
-                if plots:
-                    from .plots import detection_plot
-                    figure = detection_plot(path, fs, events, config.audio.backend, window_s, hop_s)
-            except AudioError as exc:
-                failures[str(path)] = exc.reason
-            except OSError as exc:
-                failures[str(path)] = f"cannot read ({exc.strerror or exc})"
+                result, figure = score_file(detector, path, config, shas[path], plots, blocks)
+            except (AudioError, OSError) as exc:
+                failures[str(path)] = input_failure(exc)
             else:  # writing: errors here are the outputs', and stop the run
-                stem = stems[Path(path)]
                 info = infos.get(path)
-                try:
-                    write_raven_table(out_dir / "raven" / f"{stem}.Table.1.selections.txt", events,
-                                      Path(path).absolute(), high_freq_hz(info.sample_rate if info else None))
-                    write_audacity_labels(out_dir / "audacity" / f"{stem}.txt", events)
-                    if figure is not None:
-                        save_figure(figure, out_dir / "plots" / f"{stem}.png")
-                    _save_state(state_dir / f"{key}.json", result, run_id)
-                except OSError as exc:
-                    raise as_output_error(exc) from None
+                write_file_outputs(out_dir, stems[Path(path)], file_key(path), result, figure, run_id,
+                                   Path(path).absolute(), info.sample_rate if info else None)
                 results[str(path)] = result
             if bar is not None:  # the headers' lengths, so the total never changes (that resets rich's rate)
                 completed_s += expected[path]
@@ -227,10 +260,7 @@ def _count_files(detector, paths: Sequence[Path], out_dir: Path, config: Config,
     run.results = [results[str(p)] for p in paths if str(p) in results]
     run.failures = [(str(p), failures[str(p)]) for p in paths if str(p) in failures]
     run.wall_s = time.perf_counter() - t_start
-    try:
-        _write_summary_outputs(out_dir, run, names, config, detector, stems)
-    except OSError as exc:
-        raise as_output_error(exc) from None
+    write_summary_outputs(out_dir, run, names, config, detector, stems)
     return run
 
 
@@ -269,14 +299,25 @@ def _file_blocks(detector, paths: list[Path], config: Config):
     yield from prefetch_blocks(paths, block_samples, overlap, config.audio.backend)
 
 
-def _clip_names(paths: Sequence[Path]) -> dict[str, str]:
+def clip_names(paths: Sequence[Path]) -> dict[str, str]:
     """``clip_name`` for counts.csv: the file name, or the path as given where names repeat."""
     names = [Path(p).name for p in paths]
     return {str(p): (Path(p).name if names.count(Path(p).name) == 1 else str(p)) for p in paths}
 
 
+def write_summary_outputs(out_dir: Path, run: CountRun, names: dict[str, str], config: Config, detector,
+                          stems: dict[Path, str], extra: dict | None = None) -> None:
+    """counts.csv, sources.csv, events.csv, errors.csv, counts.png, summary.json (plus
+    ``extra``) and config.toml of a finished run. Raises
+    :class:`~yamnet_capuchin.fileio.OutputError` naming the output that cannot be written."""
+    try:
+        _write_summary_outputs(out_dir, run, names, config, detector, stems, extra or {})
+    except OSError as exc:
+        raise as_output_error(exc) from None
+
+
 def _write_summary_outputs(out_dir: Path, run: CountRun, names: dict[str, str], config: Config, detector,
-                           stems: dict[Path, str]) -> None:
+                           stems: dict[Path, str], extra: dict) -> None:
     counts = {names[r.path]: len(r.events) for r in run.results}
     write_counts_csv(out_dir / "counts.csv", counts)
     write_sources_csv(out_dir / "sources.csv", {stems[Path(r.path)]: r.path for r in run.results})
@@ -302,6 +343,7 @@ def _write_summary_outputs(out_dir: Path, run: CountRun, names: dict[str, str], 
                   "backbone": getattr(detector, "meta", {}).get("backbone")},
         "event_params": event_params(config, detector.threshold).__dict__,
         "config": config.to_dict(),
+        **extra,
     })
     config.save(out_dir / "config.toml")
 
