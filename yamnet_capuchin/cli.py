@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -299,9 +300,9 @@ def predict(
 
 @app.command()
 def count(
-    paths: List[Path] = typer.Argument(..., help="Recordings or folders (searched recursively), any audio format."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (created; re-running resumes)."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model directory, YAMNet or CNN (default: the shipped model)."),
+    paths: List[str] = typer.Argument(..., help="Recordings or folders (searched recursively), any audio format; with --runner also globs and gs:// or s3:// paths."),
+    out: str = typer.Option(..., "--out", "-o", help="Output folder (created; re-running resumes); with --runner also gs:// or s3://."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory, YAMNet or CNN (default: the shipped model); with --runner also gs:// or s3://."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help=f"Event on-threshold on frame scores [config events.threshold: {_EV.threshold}, chosen on annotated forest recordings; negative = the model's clip threshold]."),
     off_threshold: Optional[float] = typer.Option(None, "--off-threshold", help=f"Hysteresis off-threshold [config: {_EV.off_threshold}; negative = the on-threshold]."),
     min_gap: Optional[float] = typer.Option(None, "--min-gap", help=f"Merge events closer than this, s [config: {_EV.min_gap_s}]."),
@@ -314,6 +315,9 @@ def count(
     yamnet: Optional[str] = YamnetOpt,
     runtime: Optional[str] = RuntimeOpt,
     quiet: bool = QuietOpt,
+    runner: Optional[str] = typer.Option(None, "--runner", rich_help_panel="Scale-out (Apache Beam)", help="Run on Apache Beam: direct (this machine, one process per --workers), dataflow, flink or spark. Needs the [beam] extra; docs/scale.md."),
+    workers: Optional[int] = typer.Option(None, "--workers", rich_help_panel="Scale-out (Apache Beam)", help="Worker processes (direct), the most workers (dataflow) or the parallelism (flink)."),
+    beam_options: Optional[List[str]] = typer.Option(None, "--beam-option", rich_help_panel="Scale-out (Apache Beam)", help="A Beam pipeline option KEY=VALUE, e.g. project=my-project or temp_location=gs://b/tmp (repeatable)."),
 ):
     """Count Capuchinbird calls in long recordings and say where they are.
 
@@ -330,6 +334,8 @@ def count(
         yamcap count "Forest Recordings/" --out counts/
 
         yamcap count rec.flac --out c/ --runtime tflite --yamnet yamnet.tflite --plots
+
+        yamcap count "Forest Recordings/" --out counts/ --runner direct --workers 2
     """
     _setup_runtime()
 
@@ -342,16 +348,24 @@ def count(
             "events.min_duration_s": min_duration, "events.max_duration_s": max_duration,
             "events.notebook_rule": notebook_rule or None,
         })
+        if runtime == "tflite" and not yamnet and not os.environ.get("YAMCAP_YAMNET", "").endswith(".tflite"):
+            _fail("--runtime tflite needs a .tflite file: pass --yamnet PATH/yamnet.tflite")
+        if runner:
+            return _count_on_beam(paths, out, cfg, model, yamnet, runtime, config, sets, runner, workers,
+                                  beam_options or [], plots)
+        if workers is not None or beam_options:
+            _fail("--workers and --beam-option need --runner (e.g. --runner direct)")
+        remote = [p for p in [*paths, out, model or ""] if "://" in p]
+        if remote:
+            _fail(f"{remote[0]}: remote paths need --runner (e.g. --runner direct, with the [beam] extra)")
         files = expand_audio_paths(paths)
         if not files:
             _fail("no audio files found in the given paths")
-        if runtime == "tflite" and not yamnet and not os.environ.get("YAMCAP_YAMNET", "").endswith(".tflite"):
-            _fail("--runtime tflite needs a .tflite file: pass --yamnet PATH/yamnet.tflite")
         check_outputs(out)  # writable, not in use by another run: before the model loads
         detector = _load_detector(model, yamnet, runtime, cfg, config, sets)
         run = count_files(detector, files, out, cfg, plots=plots, progress=not quiet, echo=typer.echo)
         _report_failures(run.failures)
-        _print_count_summary(run, out)
+        _print_count_summary(run, Path(out))
         if run.failures:
             raise typer.Exit(1)
 
@@ -702,6 +716,23 @@ def review(
         uvicorn.run(web, host=host, port=port, log_level="warning")
 
     _guard(body)
+
+
+def _count_on_beam(paths, out, cfg, model, yamnet, runtime, config, sets, runner, workers, beam_options, plots):
+    """``count --runner``: the same outputs, computed on Apache Beam (yamnet_capuchin.beam)."""
+    from .beam import count_on_beam
+
+    t0 = time.perf_counter()
+    summary = count_on_beam(paths, out, cfg, lambda local: _load_detector(local, yamnet, runtime, cfg, config, sets),
+                            runner, workers, beam_options, model_dir=model,
+                            audio_backend=_requested_backend(config, sets), plots=plots, echo=typer.echo)
+    _report_failures(summary["failures"])
+    typer.echo(f"files: {summary['files']}  counted: {summary['counted']}  failed: {summary['failed']}  "
+               f"resumed: {summary['resumed']}\ntotal calls: {summary['total_calls']}\n"
+               f"{summary['audio_seconds_processed']:.0f} s of audio counted; wall {time.perf_counter() - t0:.1f} s "
+               f"(start-up included)\noutputs in {out}/ (counts.csv, events.csv, raven/, audacity/, counts.png)")
+    if summary["failures"]:
+        raise typer.Exit(1)
 
 
 def _print_count_summary(run, out: Path) -> None:

@@ -357,8 +357,16 @@ def _save_state(path: Path, result: FileCount, run_id: str) -> None:
 
 def _load_state(path: Path, sha: str, run_id: str) -> FileCount | None:
     try:
-        data = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        return state_from_text(path.read_text(), sha, run_id)
+    except FileNotFoundError:
+        return None
+
+
+def state_from_text(text: str, sha: str, run_id: str) -> FileCount | None:
+    """The :class:`FileCount` a state record holds, if it is for this content and run identity."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
         return None
     if data.get("sha256") != sha or data.get("run_id") != run_id:
         return None
