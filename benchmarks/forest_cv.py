@@ -128,6 +128,7 @@ class Data:
         echo(f"{len(self.clips)} clips, {sum(map(len, self.segments.values()))} segments of {len(self.tables)} "
              f"recordings embedded in {time.perf_counter() - t0:.1f} s")
         self._aug: dict = {}
+        self.negative_weight = 1.0  # weight of the recordings' non-call segments (other:* and unlabelled)
 
     def inputs(self, frames):
         return head_inputs(frames, self.cfg.head.inputs)
@@ -157,12 +158,15 @@ class Data:
         vy = [c.label for c in self.clips if c.split == "val"]
         ax, ay = self.augmented(train_recordings)
         x, y = x + ax, y + ay
+        w = [1.0] * len(x)
         for stem in sorted(train_recordings):
             x += self.seg_x[stem]
             y += [c.label for c in self.segments[stem]]
+            w += [1.0 if c.label else self.negative_weight for c in self.segments[stem]]
         params = {k: v for k, v in vars(self.cfg.head).items() if k != "pooling"}
         pooling = self.cfg.head.pooling if self.cfg.head.pooling != "auto" else "max"
-        return FrameHead(pooling=pooling, seed=self.cfg.seed, **params).fit(x, np.array(y), vx, np.array(vy))
+        return FrameHead(pooling=pooling, seed=self.cfg.seed, **params).fit(
+            x, np.array(y), vx, np.array(vy), sample_weight=np.array(w) if self.negative_weight != 1.0 else None)
 
     def frame_scores(self, head: FrameHead, stems) -> dict:
         return {s: (self.rec_x[s][0], head.frame_scores(self.rec_x[s][1])) for s in stems}
@@ -176,11 +180,14 @@ def main(argv=None) -> int:
     ap.add_argument("--config", type=Path)
     ap.add_argument("--set", dest="sets", action="append", default=[])
     ap.add_argument("--tune-all", action="store_true")
+    ap.add_argument("--negative-weight", type=float, default=1.0,
+                    help="training weight of the annotated recordings' non-call segments (default 1)")
     ap.add_argument("--out", type=Path, help="write the pooled results and per-file counts as JSON here")
     args = ap.parse_args(argv)
     cfg = Config.load(args.config, dict(s.split("=", 1) for s in args.sets))
     t_start = time.perf_counter()
     d = Data(cfg, args.data, args.annotations)
+    d.negative_weight = args.negative_weight
     stems = sorted(d.tables)
     n_calls = {s: sum(x.label == CALL for x in d.tables[s]) for s in stems}
     fams = {s: d.families.get(s, s) for s in stems}
