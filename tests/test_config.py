@@ -2,14 +2,28 @@ from pathlib import Path
 
 import pytest
 
-from yamnet_capuchin.config import Config
+from yamnet_capuchin.config import DEFAULT_CONFIG_PATH, Config
 from yamnet_capuchin.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_default_toml_mirrors_dataclasses():
-    assert Config.load(ROOT / "configs" / "default.toml") == Config()
+    assert Config.load(DEFAULT_CONFIG_PATH) == Config()
+    assert (ROOT / "configs" / "default.toml").resolve() == DEFAULT_CONFIG_PATH.resolve()
+
+
+def test_default_config_is_package_data():
+    """pyproject installs yamnet_capuchin/configs/*.toml with the package: the file is there."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = data["tool"]["setuptools"]["package-data"]["yamnet_capuchin"]
+    assert "configs/*.toml" in patterns
+    assert DEFAULT_CONFIG_PATH.relative_to(ROOT / "yamnet_capuchin").match("configs/*.toml")
 
 
 def test_every_config_file_loads():

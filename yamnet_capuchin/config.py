@@ -119,6 +119,11 @@ class EventConfig:
     notebook_rule: bool = False  # the notebook's rule: non-overlapping windows, p > 0.99, runs
 
 
+# Every default below with comments, installed with the package (configs/default.toml in the
+# source tree links to it); tests/test_config.py keeps the two equal.
+DEFAULT_CONFIG_PATH = Path(__file__).parent / "configs" / "default.toml"
+
+
 @dataclass
 class Config:
     seed: int = 0
