@@ -71,13 +71,14 @@ def soundscape(duration_s: float, call_starts: list[float], rng=None) -> np.ndar
     return wave
 
 
-def build_tiny_yamnet(path: Path) -> Path:
+def build_tiny_yamnet(path: Path, tflite_ready: bool = False) -> Path:
     """A SavedModel with YAMNet's interface and framing (0.975 s windows, 0.48 s hop).
 
     ``model(waveform[N]) -> (scores[F, 521], embeddings[F, 1024], log_mel[T, 64])`` and
     ``class_map_path()``. Embeddings are log band energies through a fixed random projection,
     enough for a head to tell the synthetic call from the other sounds; the "log-mel" rows are
-    log energies in 64 linear bands.
+    log energies in 64 linear bands. ``tflite_ready``: FFT lengths padded to powers of two
+    (16384, 512), which TFLite's RFFT needs (export tests); the bands then span 0-7.6 kHz.
     """
     from yamnet_capuchin.backbones import import_tensorflow
 
@@ -101,12 +102,12 @@ def build_tiny_yamnet(path: Path) -> Path:
             frames_n = 1 + (extra + 7679) // 7680
             padded = tf.pad(waveform, [[0, (frames_n - 1) * 7680 + 15600 - n]])
             frames = tf.signal.frame(padded, 15600, 7680)
-            spec = tf.abs(tf.signal.rfft(frames))[:, :7776]  # 0 .. ~7.97 kHz
+            spec = tf.abs(tf.signal.rfft(frames, [16384] if tflite_ready else None))[:, :7776]  # 0 .. ~7.97 kHz
             bands = tf.reduce_mean(tf.reshape(spec, [-1, 32, 243]), axis=-1)
             emb = tf.nn.relu(tf.matmul(tf.math.log(bands + 1e-3), self.proj))
             scores = tf.sigmoid(emb[:, :521])
             # like YAMNet's: 25 ms windows every 10 ms, (F - 1) * 48 + 96 rows, 64 log bands
-            rows = tf.abs(tf.signal.rfft(tf.signal.frame(padded, 400, 160)))[:, :192]
+            rows = tf.abs(tf.signal.rfft(tf.signal.frame(padded, 400, 160), [512] if tflite_ready else None))[:, :192]
             log_mel = tf.math.log(tf.reduce_mean(tf.reshape(rows, [-1, 64, 3]), axis=-1) + 1e-3)
             return scores, emb, log_mel
 

@@ -85,7 +85,7 @@ def _root(
 
 
 _EV = EventConfig()  # defaults shown in help, written once in config.py
-ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file (see configs/); CLI options override it.")
+ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file; CLI options override it. Every default, commented: yamnet_capuchin/configs/default.toml (installed with the package).")
 SetOpt = typer.Option(None, "--set", help="Override any config value, e.g. --set head.dropout=0.5 (repeatable).")
 YamnetOpt = typer.Option(None, "--yamnet", help="YAMNet handle: TF-Hub URL, SavedModel folder or .tflite file [env: YAMCAP_YAMNET].")
 RuntimeOpt = typer.Option(None, "--runtime", help="YAMNet runtime: savedmodel or tflite (default: from the handle).")
@@ -368,6 +368,44 @@ def count(
         _print_count_summary(run, Path(out))
         if run.failures:
             raise typer.Exit(1)
+
+    _guard(body)
+
+
+@app.command()
+def export(
+    out: str = typer.Option(..., "--out", "-o", help="Folder to write (replaced if it exists)."),
+    fmt: str = typer.Option("savedmodel", "--format", "-f", help="savedmodel (any length in, TensorFlow only) or tflite (fixed blocks, for TFLite interpreters)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="YAMNet-head model directory (default: the shipped model)."),
+    block_frames: int = typer.Option(16, "--block-frames", help="tflite: frames per invoke (the input is (N - 1) * 7680 + 15600 samples)."),
+    yamnet: Optional[str] = YamnetOpt,
+    quiet: bool = QuietOpt,
+):
+    """Export a model as one graph: 16 kHz waveform in, frame scores (and embeddings) out.
+
+    YAMNet and the head go into one SavedModel (load it with plain `tf.saved_model.load`, no
+    yamcap needed) or one TFLite file; OUT/yamcap_export.json holds the threshold, the event
+    parameters, the frame window and hop and where the model came from. `yamcap count` and
+    `yamcap predict` take the folder as --model. docs/export.md shows how to call it from
+    TensorFlow alone.
+
+    Examples:
+
+        yamcap export --out exported/savedmodel
+
+        yamcap export --format tflite --out exported/tflite --model runs/mine
+    """
+    _setup_runtime()
+
+    def body():
+        from .export import export_model
+        from .model import load_model
+
+        detector = load_model(model, yamnet=yamnet, runtime="savedmodel")
+        meta = export_model(detector, out, fmt, block_frames)
+        what = (f"block of {meta['block_samples']} samples -> {meta['block_frames']} frame scores"
+                if fmt == "tflite" else "waveform (any length) -> frame scores, embeddings, start times")
+        typer.echo(f"exported {meta['provenance']['source_fingerprint']} as {fmt} to {out}/ ({what})")
 
     _guard(body)
 

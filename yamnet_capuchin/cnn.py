@@ -28,9 +28,9 @@ from .audio import SAMPLE_RATE, load_audio
 from .config import Config
 from .dataset import Clip, write_manifest, split_summary
 from .errors import AudioError, ModelError, YamcapError
-from .fileio import atomic_write_json, file_sha256, save_figure
+from .fileio import atomic_write_json, file_sha256, save_figure, staging_dir
 from .metrics import best_f1_threshold, classification_metrics
-from .model import MODEL_FORMAT, staging_dir, weights_fingerprint
+from .model import MODEL_FORMAT, weights_fingerprint
 from .progress import progress_bar
 
 CNN_IDENTITY = {"name": "cnn", "version": "notebook-1", "runtime": "keras", "fingerprint": "", "handle": ""}

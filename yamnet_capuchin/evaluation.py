@@ -211,8 +211,7 @@ def run_evaluate(detector, truth_path, files, out_dir, config, min_iou: float = 
 
     With ``tune``, also grid-search the event parameters (:func:`tune_event_params`) and write
     the best as ``tuned_events.toml`` (for validation soundscapes only)."""
-    from .fileio import atomic_write_json, atomic_write_text, save_figure
-    from .model import staging_dir
+    from .fileio import atomic_write_json, atomic_write_text, save_figure, staging_dir
     from .outputs import write_events_csv
 
     report, scored = evaluate_detector(detector, read_truth_any(truth_path), files, config, min_iou, collar_s,

@@ -12,8 +12,10 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import socket
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -343,3 +345,25 @@ def expand_audio_paths(paths: Iterable[str | Path], extensions: set[str] | None 
         else:
             out.append(p)
     return out
+
+
+@contextmanager
+def staging_dir(final: str | Path):
+    """A temporary directory beside ``final`` that replaces it on success (no half-written output)."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())  # as mkdir would make it, not mkdtemp's 0o700
+    try:
+        yield tmp
+        if final.exists():
+            old = final.with_name(f".{final.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -17,10 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +26,8 @@ from . import __version__
 from .backbones import YamnetBackbone, check_compatible, resolve_yamnet_handle
 from .config import Config
 from .errors import ModelError
-from .fileio import atomic_write_json
+from .export import ExportedDetector, is_exported
+from .fileio import atomic_write_json, staging_dir  # noqa: F401  (staging_dir: re-exported)
 from .head import FrameHead
 
 MODEL_FORMAT = "yamcap-model/1"
@@ -174,6 +172,8 @@ def load_model(
     not the one the model was trained with.
     """
     model_dir = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
+    if is_exported(model_dir):  # one graph: YAMNet and the head are inside it
+        return ExportedDetector.from_dir(model_dir)
     meta = read_model_meta(model_dir)
     kind = meta.get("kind")
     if expect_kind and kind != expect_kind:
@@ -210,24 +210,3 @@ def load_model(
 
         return CNNDetector.from_dir(model_dir, meta, config)
     raise ModelError(f"{model_dir}: unknown model kind {kind!r}")
-
-
-@contextmanager
-def staging_dir(final: str | Path):
-    """A temporary directory beside ``final`` that replaces it on success (no half-written output)."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
-    try:
-        yield tmp
-        if final.exists():
-            old = final.with_name(f".{final.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -16,10 +16,10 @@ from .dataset import (Clip, annotated_clips, background_clips, discover_clips, f
                       split_summary, write_manifest)
 from .errors import YamcapError
 from .features import ClipEmbedder
-from .fileio import atomic_write_json, file_sha256, save_figure
+from .fileio import atomic_write_json, file_sha256, save_figure, staging_dir
 from .head import POOLINGS, FrameHead, head_inputs
 from .metrics import best_f1_threshold, classification_metrics
-from .model import YamnetDetector, staging_dir
+from .model import YamnetDetector
 from .progress import progress_bar
 
 

@@ -1,0 +1,278 @@
+"""One exported model: YAMNet and the head in a single graph, waveform in, frame scores out.
+
+``yamcap export --model M --format savedmodel|tflite --out DIR`` writes:
+
+* ``savedmodel``: DIR is a TensorFlow SavedModel. ``tf.saved_model.load(DIR)`` gives a module
+  whose ``__call__(waveform)`` takes a float32 16 kHz waveform of any length, shape (n,), and
+  returns ``{"scores": (F,), "embeddings": (F, 1024), "start_s": (F,)}`` (also the
+  ``serving_default`` signature); ``metadata()`` returns the JSON below as a string. Nothing
+  from this package is needed to run it.
+* ``tflite``: ``DIR/model.tflite`` takes one fixed block of ``block_samples`` samples
+  (``block_frames`` frames: ``(block_frames - 1) * 7680 + 15600`` samples) and returns its
+  ``block_frames`` frame scores; longer audio goes block after block (:class:`ExportedDetector`
+  does it), the last block zero-padded.
+
+Both write ``DIR/yamcap_export.json``: the format, the clip threshold, pooling, the event
+parameters of the model's configuration, the frame window and hop (samples, at 16 kHz), the
+block size (TFLite) and provenance (source model fingerprint, backbone identity, package
+version, date). ``yamcap count/predict --model DIR`` run an exported model directly.
+
+Heads with ``context`` > 0 are exported; heads that read the spectral shape, and attention
+pooling, are not (one-line error).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .backbones import YAMNET_HOP, YAMNET_WINDOW, frame_times, import_tensorflow, yamnet_frame_count
+from .config import Config
+from .errors import ModelError
+from .fileio import atomic_write_json, staging_dir
+
+EXPORT_FORMAT = "yamcap-export/1"
+EXPORT_FORMATS = ("savedmodel", "tflite")
+META_NAME = "yamcap_export.json"
+TFLITE_NAME = "model.tflite"
+DEFAULT_BLOCK_FRAMES = 16  # frames per TFLite invoke: 16 ran fastest of 1, 16, 64, 256 (docs/export.md)
+SAMPLE_RATE = 16000
+
+
+def is_exported(model_dir: str | Path) -> bool:
+    """Whether ``model_dir`` holds an exported model (``yamcap_export.json``)."""
+    return (Path(model_dir) / META_NAME).is_file()
+
+
+def block_samples(block_frames: int) -> int:
+    """Samples of a TFLite block of ``block_frames`` frames."""
+    return (block_frames - 1) * YAMNET_HOP + YAMNET_WINDOW
+
+
+def _check_exportable(detector) -> None:
+    if getattr(detector, "kind", None) != "yamnet":
+        raise ModelError(f"only YAMNet-head models can be exported (this one is '{getattr(detector, 'kind', '?')}')")
+    head = detector.head
+    if head.inputs != "embeddings":
+        raise ModelError(f"heads that read '{head.inputs}' cannot be exported yet (only 'embeddings')")
+    if head.pooling == "attention":
+        raise ModelError("heads with attention pooling cannot be exported yet (mean or max)")
+    if detector.backbone.runtime != "savedmodel":
+        raise ModelError("export needs YAMNet as a SavedModel (the TFLite file cannot be merged with the head): "
+                         "pass --yamnet with a SavedModel folder or the TF-Hub URL")
+
+
+def _module(detector, metadata: str):
+    """A tf.Module: YAMNet + the head's weights as constants; ``scores(waveform)``."""
+    tf = import_tensorflow()
+    detector.backbone.load()
+    yamnet = detector.backbone._model
+    w = detector.head.weights_
+    context = int(detector.head.context)
+
+    class Exported(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.yamnet = yamnet
+            self.w1 = tf.constant(w["w1"]) if "w1" in w else None
+            self.b1 = tf.constant(w["b1"]) if "b1" in w else None
+            self.w2 = tf.constant(np.asarray(w["w2"], np.float32).reshape(-1, 1))
+            self.b2 = tf.constant(np.asarray(w["b2"], np.float32).reshape(-1))
+            self._metadata = tf.constant(metadata)
+
+        def scores(self, waveform):
+            _, emb, _ = self.yamnet(waveform)
+            x = emb
+            if context > 0:  # each frame, then the mean of its 2c neighbours (end frames repeat)
+                n = tf.shape(emb)[0]
+                idx = tf.range(n)
+                neighbours = tf.add_n([tf.gather(emb, tf.clip_by_value(idx + o, 0, n - 1))
+                                       for o in range(-context, context + 1) if o != 0])
+                x = tf.concat([emb, neighbours / (2.0 * context)], axis=1)
+            h = x if self.w1 is None else tf.nn.relu(tf.matmul(x, self.w1) + self.b1)
+            return tf.sigmoid(tf.squeeze(tf.matmul(h, self.w2), -1) + self.b2), emb
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="waveform")])
+        def __call__(self, waveform):
+            scores, emb = self.scores(waveform)
+            start = tf.cast(tf.range(tf.shape(scores)[0]), tf.float64) * (YAMNET_HOP / SAMPLE_RATE)
+            return {"scores": scores, "embeddings": emb, "start_s": start}
+
+        @tf.function(input_signature=[])
+        def metadata(self):
+            return self._metadata
+
+    return Exported()
+
+
+def export_metadata(detector, fmt: str, block_frames: int | None) -> dict:
+    ev = detector.config.events
+    meta = {
+        "format": EXPORT_FORMAT,
+        "export": fmt,
+        "threshold": float(detector.threshold),
+        "pooling": detector.head.pooling,
+        "context_frames": int(detector.head.context),
+        "events": {"threshold": ev.threshold, "off_threshold": ev.off_threshold, "min_gap_s": ev.min_gap_s,
+                   "min_duration_s": ev.min_duration_s, "max_duration_s": ev.max_duration_s},
+        "sample_rate": SAMPLE_RATE,
+        "window_samples": YAMNET_WINDOW,
+        "hop_samples": YAMNET_HOP,
+        "outputs": {"scores": "(F,) frame scores in [0, 1]", "embeddings": "(F, 1024) YAMNet embeddings",
+                    "start_s": "(F,) frame start times, s"},
+        "provenance": {
+            "source_fingerprint": detector.fingerprint(),
+            "backbone": {k: v for k, v in detector.backbone.identity().items() if k != "handle"},
+            "package_version": __version__,
+            "exported": datetime.date.today().isoformat(),
+        },
+    }
+    if fmt == "tflite":
+        meta.update(block_frames=block_frames, block_samples=block_samples(block_frames))
+    return meta
+
+
+def export_model(detector, out_dir: str | Path, fmt: str = "savedmodel",
+                 block_frames: int = DEFAULT_BLOCK_FRAMES) -> dict:
+    """Write ``detector`` (a YAMNet-head model) as one SavedModel or TFLite file into ``out_dir``
+    (replaced if it exists, written in a staging folder first); returns the metadata written."""
+    if fmt not in EXPORT_FORMATS:
+        raise ModelError(f"unknown export format '{fmt}' (one of: {', '.join(EXPORT_FORMATS)})")
+    if block_frames < 1:
+        raise ModelError(f"--block-frames must be at least 1, got {block_frames}")
+    _check_exportable(detector)
+    if fmt == "tflite" and detector.head.context:
+        raise ModelError("a head with context (neighbouring frames) cannot be cut into TFLite blocks yet: "
+                         "export it as a SavedModel")
+    tf = import_tensorflow()
+    meta = export_metadata(detector, fmt, block_frames if fmt == "tflite" else None)
+    module = _module(detector, json.dumps(meta, sort_keys=True))
+    with staging_dir(out_dir) as tmp:
+        if fmt == "savedmodel":
+            tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.__call__})
+        else:
+            spec = tf.TensorSpec([block_samples(block_frames)], tf.float32, name="waveform")
+            fn = tf.function(lambda waveform: module.scores(waveform)[0], input_signature=[spec],
+                             autograph=False).get_concrete_function()
+            converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], module)
+            (tmp / TFLITE_NAME).write_bytes(converter.convert())
+        atomic_write_json(tmp / META_NAME, meta)
+    return meta
+
+
+class ExportedDetector:
+    """An exported model behind the detector surface of :mod:`yamnet_capuchin.model`
+    (``frame_scores``, ``clip_score``, ``threshold``, ``window_samples``, ``hop_samples``, ...)."""
+
+    def __init__(self, model_dir: Path, meta: dict, threads: int | None = None):
+        self.model_dir = Path(model_dir)
+        self.meta = meta
+        self.kind = f"exported-{meta['export']}"
+        self.threshold = float(meta["threshold"])
+        self.pooling = meta["pooling"]
+        self.window_samples = int(meta["window_samples"])
+        self.hop_samples = int(meta["hop_samples"])
+        self.context_frames = int(meta.get("context_frames", 0))
+        self.config = Config()
+        for key, value in meta.get("events", {}).items():
+            setattr(self.config.events, key, value)
+        self.config.backbone.handle = str(self.model_dir)
+        self.config.backbone.runtime = meta["export"]
+        self._threads = threads
+        self._fn = None
+        self._interp = None
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path) -> "ExportedDetector":
+        model_dir = Path(model_dir)
+        path = model_dir / META_NAME
+        try:
+            meta = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ModelError(f"{path}: corrupt ({str(exc).splitlines()[0][:200]})") from None
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT or meta.get("export") not in EXPORT_FORMATS:
+            raise ModelError(f"{path}: not a {EXPORT_FORMAT} file")
+        missing = [k for k in ("threshold", "pooling", "window_samples", "hop_samples") if k not in meta]
+        if meta["export"] == "tflite":
+            missing += [k for k in ("block_frames", "block_samples") if k not in meta]
+        if missing:
+            raise ModelError(f"{path}: incomplete (no {', '.join(missing)})")
+        detector = cls(model_dir, meta)
+        detector._load()
+        return detector
+
+    def _load(self) -> None:
+        tf = import_tensorflow()
+        if self.meta["export"] == "savedmodel":
+            try:
+                self._fn = tf.saved_model.load(str(self.model_dir))
+            except Exception as exc:
+                raise ModelError(f"{self.model_dir}: cannot load the SavedModel "
+                                 f"({str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__})") from None
+            return
+        from .backbones import default_threads, quiet_native_stderr
+
+        path = self.model_dir / TFLITE_NAME
+        if not path.is_file():
+            raise ModelError(f"{path}: missing (the exported model is incomplete)")
+        import warnings
+
+        with warnings.catch_warnings(), quiet_native_stderr():
+            warnings.simplefilter("ignore")
+            try:
+                self._interp = tf.lite.Interpreter(model_path=str(path), num_threads=self._threads or default_threads())
+                self._interp.allocate_tensors()
+            except Exception as exc:
+                raise ModelError(f"{path}: cannot load ({str(exc).splitlines()[0][:200]})") from None
+        self._in = self._interp.get_input_details()[0]
+        self._out = self._interp.get_output_details()[0]
+        if list(self._in["shape"]) != [int(self.meta["block_samples"])]:
+            raise ModelError(f"{path}: input shape {list(self._in['shape'])} does not match "
+                             f"{META_NAME} (block of {self.meta['block_samples']} samples)")
+
+    def frame_count(self, n_samples: int) -> int:
+        return yamnet_frame_count(n_samples)
+
+    def frame_scores(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(F,) frame start times (s) and (F,) scores of a float32 16 kHz waveform."""
+        wave = np.asarray(waveform, np.float32).reshape(-1)
+        n = self.frame_count(wave.size)
+        if self._fn is not None:
+            scores = self._fn(wave)["scores"].numpy()
+        else:
+            scores = self._tflite_scores(wave, n)
+        return frame_times(n, self.hop_samples), scores[:n].astype(np.float32, copy=False)
+
+    def _tflite_scores(self, wave: np.ndarray, n: int) -> np.ndarray:
+        k = int(self.meta["block_frames"])
+        blocks = -(-n // k)
+        padded = np.zeros(block_samples(blocks * k), np.float32)
+        padded[: wave.size] = wave
+        out = np.empty(blocks * k, np.float32)
+        size = block_samples(k)
+        for b in range(blocks):
+            start = b * k * self.hop_samples
+            self._interp.set_tensor(self._in["index"], padded[start:start + size])
+            self._interp.invoke()
+            out[b * k:(b + 1) * k] = self._interp.get_tensor(self._out["index"])
+        return out
+
+    def clip_score(self, waveform: np.ndarray) -> float:
+        scores = self.frame_scores(waveform)[1]
+        return float(scores.max() if self.pooling == "max" else scores.mean())
+
+    def fingerprint(self) -> str:
+        """sha256 of the exported files (metadata included), first 16 hex digits."""
+        digest = hashlib.sha256()
+        for f in sorted(p for p in self.model_dir.rglob("*") if p.is_file()):
+            digest.update(str(f.relative_to(self.model_dir)).encode())
+            digest.update(f.read_bytes())
+        return digest.hexdigest()[:16]
+
