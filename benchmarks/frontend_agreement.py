@@ -22,7 +22,7 @@ import numpy as np
 from yamnet_capuchin.audio import load_audio
 from yamnet_capuchin.backbones import YamnetBackbone
 from yamnet_capuchin.dataset import find_forest_dir
-from yamnet_capuchin.model import load_model
+from yamnet_capuchin.detectors import load_model
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

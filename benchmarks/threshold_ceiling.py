@@ -20,7 +20,7 @@ from yamnet_capuchin.cache import EmbeddingCache
 from yamnet_capuchin.dataset import read_manifest
 from yamnet_capuchin.features import ClipEmbedder
 from yamnet_capuchin.metrics import best_f1_threshold, classification_metrics
-from yamnet_capuchin.model import load_model
+from yamnet_capuchin.detectors import load_model
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from synth import call, soundscape, write
 from yamnet_capuchin.cli import app
 from yamnet_capuchin.cnn import build_cnn, fit_length, n_stft_frames, spectrogram
-from yamnet_capuchin.model import load_model
+from yamnet_capuchin.detectors import load_model
 
 
 def test_front_padding_and_cutting():
@@ -106,7 +106,7 @@ def test_cnn_split_leaves_out_unreadable_sources(tiny_data, tmp_path):
     """A source whose only file cannot be read is dropped before the split is drawn, so the CNN
     gets the split it gets without that file (the one the YAMNet head gets too)."""
     from yamnet_capuchin.config import Config
-    from yamnet_capuchin.train import assign_splits, candidate_clips
+    from yamnet_capuchin.dataset import assign_splits, candidate_clips
 
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)

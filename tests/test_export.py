@@ -23,7 +23,8 @@ from yamnet_capuchin.backbones import YamnetBackbone
 from yamnet_capuchin.cli import app
 from yamnet_capuchin.config import Config
 from yamnet_capuchin.export import META_NAME, ExportedDetector, block_samples, export_model
-from yamnet_capuchin.model import YamnetDetector, load_model
+from yamnet_capuchin.detectors import load_model
+from yamnet_capuchin.model import YamnetDetector
 
 SAVEDMODEL_TOL = 1e-4  # the bound; measured here ~1e-7
 TFLITE_TOL = 1e-4  # float32 TFLite, measured ~1e-7 (tiny) and 1.6e-7 (real, docs/export.md)

@@ -8,7 +8,7 @@ import pytest
 from yamnet_capuchin.audio import load_audio
 from yamnet_capuchin.backbones import YamnetBackbone
 from yamnet_capuchin.dataset import find_forest_dir, read_manifest
-from yamnet_capuchin.model import DEFAULT_MODEL_DIR, load_model
+from yamnet_capuchin.detectors import DEFAULT_MODEL_DIR, load_model
 
 TFLITE = "yamnet.tflite"
 

@@ -36,7 +36,8 @@ from yamnet_capuchin.config import Config
 from yamnet_capuchin.errors import ModelError, YamcapError
 from yamnet_capuchin.fileio import atomic_write_text, expand_audio_paths
 from yamnet_capuchin.head import FrameHead
-from yamnet_capuchin.model import YamnetDetector, load_model
+from yamnet_capuchin.detectors import load_model
+from yamnet_capuchin.model import YamnetDetector
 
 ROOT = Path(__file__).resolve().parents[1]
 TFLITE = Path(os.environ.get("YAMCAP_YAMNET_TFLITE") or ROOT.parent / "shared" / "models" / "yamnet.tflite")

@@ -402,7 +402,7 @@ def test_retrain_with_fake_trainer(run, tmp_path, monkeypatch):
         return SimpleNamespace(results=results, failures=[])
 
     monkeypatch.setattr("yamnet_capuchin.train.train_yamnet", fake_train_yamnet)
-    monkeypatch.setattr("yamnet_capuchin.model.load_model", fake_load_model)
+    monkeypatch.setattr("yamnet_capuchin.detectors.load_model", fake_load_model)
     monkeypatch.setattr("yamnet_capuchin.count.count_files", fake_count_files)
     (tmp_path / "data").mkdir()
     client = make_client(run, data_dir=tmp_path / "data")

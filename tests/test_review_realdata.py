@@ -21,7 +21,7 @@ from yamnet_capuchin.annotations import label_at, read_table, table_name  # noqa
 from yamnet_capuchin.config import Config  # noqa: E402
 from yamnet_capuchin.count import count_files  # noqa: E402
 from yamnet_capuchin.dataset import find_forest_dir  # noqa: E402
-from yamnet_capuchin.model import load_model  # noqa: E402
+from yamnet_capuchin.detectors import load_model  # noqa: E402
 from yamnet_capuchin.review.app import create_app  # noqa: E402
 from yamnet_capuchin.train import train_yamnet  # noqa: E402
 

@@ -229,7 +229,7 @@ def _count_file_fn():
             self.job = job
 
         def setup(self):
-            from .model import load_model
+            from .detectors import load_model
 
             self._tmp = tempfile.TemporaryDirectory(prefix="yamcap-model-")
             job = self.job

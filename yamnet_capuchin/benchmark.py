@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -164,7 +165,7 @@ def child_main(argv: list[str]) -> None:
     parser.add_argument("--yamnet", default=None)
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
-    from .model import load_model
+    from .detectors import load_model
 
     det = load_model(args.model or None, yamnet=args.yamnet)
     det.frame_scores(np.zeros(SAMPLE_RATE * 5, np.float32))  # warm-up, as in the parent
@@ -195,7 +196,7 @@ def run_benchmark(data_dir: Path, out_dir: Path, yamnet: str, tflite: str | None
                   echo: Callable[[str], None] = print) -> dict:
     from .dataset import find_forest_dir
     from .fileio import expand_audio_paths
-    from .model import load_model
+    from .detectors import load_model
 
     forest = find_forest_dir(data_dir)
     if forest is None:
@@ -216,6 +217,14 @@ def run_benchmark(data_dir: Path, out_dir: Path, yamnet: str, tflite: str | None
         runtimes["yamnet_tflite"] = lambda: load_model(yamnet_model, yamnet=tflite, runtime="tflite")
     if cnn_model:
         runtimes["cnn"] = lambda: load_model(cnn_model, expect_kind="cnn")
+    exported_dir = Path(tempfile.mkdtemp(prefix="yamcap-bench-export-"))
+    exported = {}
+    for fmt in ("savedmodel", "tflite"):  # the same head as one graph (yamcap export)
+        from .export import export_model
+
+        exported[f"exported_{fmt}"] = exported_dir / fmt
+        export_model(load_model(yamnet_model, yamnet=yamnet, runtime="savedmodel"), exported_dir / fmt, fmt)
+        runtimes[f"exported_{fmt}"] = (lambda d: lambda: load_model(d))(exported_dir / fmt)
     result["runtimes"] = {}
     for name, make in runtimes.items():
         import warnings
@@ -229,7 +238,7 @@ def run_benchmark(data_dir: Path, out_dir: Path, yamnet: str, tflite: str | None
         r["files_scaling"].append({k: r["end_to_end"][k] for k in ("files", "wall_s", "rtf")})
         handle = {"yamnet_savedmodel": yamnet, "yamnet_tflite": tflite}.get(name)
         sub = [str(f) for f in files[:10]]
-        model_args = ["--model", str(cnn_model if name == "cnn" else (yamnet_model or ""))]
+        model_args = ["--model", str(exported.get(name) or (cnn_model if name == "cnn" else (yamnet_model or "")))]
         r["threads"] = {}
         for threads in (1, 2):
             args = ["rss", *sub, *model_args] + (["--yamnet", handle] if handle else [])
@@ -239,6 +248,7 @@ def run_benchmark(data_dir: Path, out_dir: Path, yamnet: str, tflite: str | None
         e = r["end_to_end"]
         echo(f"{name}: {e['audio_s']:.0f} s of audio in {e['wall_s']:.1f} s = {e['rtf']:.0f}x real time; "
              f"1 thread {r['threads']['1']['rtf']:.0f}x, 2 threads {r['threads']['2']['rtf']:.0f}x")
+    shutil.rmtree(exported_dir, ignore_errors=True)
     if rss:
         result["rss"] = {}
         with tempfile.TemporaryDirectory() as tmp:

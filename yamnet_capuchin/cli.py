@@ -141,7 +141,7 @@ def _requested_backend(config: Optional[Path], sets: Optional[List[str]]) -> Opt
 
 def _load_detector(model, yamnet, runtime, cfg, config: Optional[Path], sets: Optional[List[str]]):
     """Load a model; ``cfg`` takes over its backbone and audio backend (unless one was asked for)."""
-    from .model import load_model
+    from .detectors import load_model
 
     detector = load_model(model, yamnet=yamnet, runtime=runtime, audio_backend=_requested_backend(config, sets))
     cfg.backbone, cfg.audio.backend = detector.config.backbone, detector.config.audio.backend
@@ -399,7 +399,7 @@ def export(
 
     def body():
         from .export import export_model
-        from .model import load_model
+        from .detectors import load_model
 
         detector = load_model(model, yamnet=yamnet, runtime="savedmodel")
         meta = export_model(detector, out, fmt, block_frames)

@@ -26,11 +26,11 @@ import numpy as np
 from . import __version__
 from .audio import SAMPLE_RATE, load_audio
 from .config import Config
-from .dataset import Clip, write_manifest, split_summary
+from .dataset import Clip, assign_splits, candidate_clips, split_summary, write_manifest
+from .detectors import MODEL_FORMAT, weights_fingerprint
 from .errors import AudioError, ModelError, YamcapError
 from .fileio import atomic_write_json, file_sha256, save_figure, staging_dir
 from .metrics import best_f1_threshold, classification_metrics
-from .model import MODEL_FORMAT, weights_fingerprint
 from .progress import progress_bar
 
 CNN_IDENTITY = {"name": "cnn", "version": "notebook-1", "runtime": "keras", "fingerprint": "", "handle": ""}
@@ -166,8 +166,10 @@ class CNNDetector:
         atomic_write_json(model_dir / "model.json", meta)
         self.config.save(model_dir / "config.toml")
 
+    REQUIRED_META = ("selected_length", "threshold")
+
     @classmethod
-    def from_dir(cls, model_dir: Path, meta: dict, config: Config) -> "CNNDetector":
+    def from_dir(cls, model_dir: Path, meta: dict, config: Config, **_) -> "CNNDetector":
         from .backbones import import_tensorflow
 
         import_tensorflow()
@@ -208,7 +210,6 @@ def load_clip_waves(clips: list[Clip], audio_backend: str, progress: bool):
 def train_cnn(data_dir, out_dir, config: Config, progress: bool = True,
               echo: Callable[[str], None] = print) -> dict:
     """Train the notebook CNN on the same source-grouped split as YAMNet; write ``out_dir``."""
-    from .train import assign_splits, candidate_clips
 
     t_start = time.perf_counter()
     c = config.cnn

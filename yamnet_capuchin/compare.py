@@ -17,7 +17,7 @@ from .errors import YamcapError
 from .events import detect_events, notebook_rule_events
 from .fileio import atomic_write_json, atomic_write_text, expand_audio_paths, save_figure, staging_dir
 from .metrics import classification_metrics
-from .model import load_model
+from .detectors import load_model
 from .progress import progress_bar
 
 MODEL_FILES = ("head.npz", "cnn.weights.h5")

@@ -10,9 +10,11 @@ import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from .config import Config
 from .errors import YamcapError
 from .fileio import AUDIO_EXTENSIONS, atomic_write_csv
 
@@ -273,3 +275,29 @@ def annotated_clips(folders, complete_folders, audio_folders, clip_s: float = 3.
             clips.extend(selection_clips(audio[stem], selections, source, complete, clip_s, margin_s, duration,
                                          call_frames))
     return clips
+
+
+def candidate_clips(data_dir: str | Path, config: Config, echo: Callable[[str], None] = print,
+                    framing: tuple[float, float] = (0.975, 0.48)) -> list[Clip]:
+    """Clips of ``data_dir``, call-free background segments and annotated segments, not yet
+    split; ``framing`` = the backbone's (window_s, hop_s), for ``data.call_bags = "frames"``."""
+    d = config.data
+    if d.call_bags not in ("frames", "whole"):
+        raise YamcapError(f"data.call_bags must be 'frames' or 'whole', got '{d.call_bags}'")
+    clips = discover_clips(data_dir)
+    annotated = []
+    if d.annotations or d.complete_annotations:
+        audio_dirs = [find_forest_dir(data_dir), *d.audio_dirs]
+        annotated = annotated_clips(d.annotations, d.complete_annotations, audio_dirs, d.background_clip_s,
+                                    d.annotation_margin_s, echo, framing if d.call_bags == "frames" else None)
+    covered = {c.path.stem for c in annotated}  # an annotated recording is no longer a plain background
+    backgrounds = [b for b in d.backgrounds if b not in covered]
+    return clips + background_clips(data_dir, backgrounds, d.background_clip_s, echo) + annotated
+
+
+def assign_splits(readable: list[Clip], config: Config) -> list[Clip]:
+    """Split the clips that could be read by source (same order). Unreadable files are left out
+    *before* the split is drawn, so a bad file cannot move other sources to another split and
+    the YAMNet head and the CNN, which read audio differently, still share one split."""
+    s = config.split
+    return split_by_source(readable, (s.train_fraction, s.val_fraction, s.test_fraction), config.seed)

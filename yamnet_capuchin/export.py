@@ -166,7 +166,7 @@ def export_model(detector, out_dir: str | Path, fmt: str = "savedmodel",
 
 
 class ExportedDetector:
-    """An exported model behind the detector surface of :mod:`yamnet_capuchin.model`
+    """An exported model behind the detector surface of :class:`yamnet_capuchin.detectors.Detector`
     (``frame_scores``, ``clip_score``, ``threshold``, ``window_samples``, ``hop_samples``, ...)."""
 
     def __init__(self, model_dir: Path, meta: dict, threads: int | None = None):

@@ -1,21 +1,12 @@
-"""Trained detectors and their model directories.
+"""The YAMNet-head detector: frozen YAMNet frames -> :class:`~yamnet_capuchin.head.FrameHead` scores.
 
-A detector turns a 16 kHz waveform into frame scores (and a clip score). Every detector
-has the same small surface, whichever backbone it uses:
-
-* ``kind``, ``threshold``, ``window_samples``, ``hop_samples``, ``frame_count(n)``
-* ``frame_scores(waveform) -> (start_s, scores)``; ``clip_score(waveform) -> float``
-* ``save(dir)``; :func:`load_model(dir)` returns the right class from ``model.json``.
-
-Model directory: ``model.json`` (kind, backbone identity, audio backend, threshold, pooling,
-seed, manifest hash, package version), ``config.toml``, weights, ``metrics.json``,
-``manifest.csv`` and ``training_curve.png`` (the last three written by training).
+Its model directory holds ``model.json``, ``config.toml`` and ``head.npz`` (plus what training
+writes); :func:`yamnet_capuchin.detectors.load_model` opens it. The detector contract is in
+:mod:`yamnet_capuchin.detectors`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import warnings
 from pathlib import Path
@@ -26,16 +17,9 @@ from . import __version__
 from .backbones import YamnetBackbone, check_compatible, resolve_yamnet_handle
 from .config import Config
 from .errors import ModelError
-from .export import ExportedDetector, is_exported
-from .fileio import atomic_write_json, staging_dir  # noqa: F401  (staging_dir: re-exported)
+from .detectors import MODEL_FORMAT, YamcapWarning, weights_fingerprint
+from .fileio import atomic_write_json
 from .head import FrameHead
-
-MODEL_FORMAT = "yamcap-model/1"
-DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
-
-
-class YamcapWarning(UserWarning):
-    """Something works but may not give the numbers a model was validated with."""
 
 
 class YamnetDetector:
@@ -103,8 +87,26 @@ class YamnetDetector:
         atomic_write_json(model_dir / "model.json", meta)
         self.config.save(model_dir / "config.toml")
 
+    REQUIRED_META = ("backbone", "head_params", "threshold")
+
     @classmethod
-    def from_dir(cls, model_dir: Path, meta: dict, config: Config, backbone: YamnetBackbone) -> "YamnetDetector":
+    def from_dir(cls, model_dir: Path, meta: dict, config: Config, yamnet: str | None = None,
+                 runtime: str | None = None) -> "YamnetDetector":
+        """The model in ``model_dir`` on YAMNet from ``yamnet`` (default: ``$YAMCAP_YAMNET``, else
+        the handle it was trained with if it exists here, else TF-Hub) run by ``runtime``. A
+        different YAMNet version fails; another runtime of the same version warns."""
+        stored = meta["backbone"]
+        if not isinstance(stored, dict):
+            raise ModelError(f"{model_dir / 'model.json'}: corrupt backbone record")
+        handle = yamnet or os.environ.get("YAMCAP_YAMNET")
+        if not handle:
+            stored_handle = stored.get("handle", "")
+            handle = stored_handle if stored_handle and Path(stored_handle).exists() else resolve_yamnet_handle()
+        backbone = YamnetBackbone(handle, runtime or "auto").load()  # an unloadable handle fails first
+        for note in check_compatible(stored, backbone.identity(), what=str(model_dir)):
+            warnings.warn(note, YamcapWarning, stacklevel=3)
+        config.backbone.handle = backbone.handle
+        config.backbone.runtime = backbone.runtime
         try:
             head = FrameHead.load(model_dir / "head.npz", **meta["head_params"])
         except (TypeError, ValueError) as exc:  # head_params that FrameHead does not take
@@ -129,84 +131,3 @@ def _check_head_fits(head: FrameHead, backbone: YamnetBackbone, model_dir: Path)
         raise ModelError(
             f"{model_dir}: the head takes {first.shape[0]}-wide frame inputs, but this {backbone.name} gives "
             f"{width} (the model was trained with another backbone)")
-
-
-def weights_fingerprint(kind: str, threshold: float, weights: dict, backbone: dict | None = None) -> str:
-    digest = hashlib.sha256(json.dumps([kind, threshold, backbone or {}], sort_keys=True).encode())
-    for name in sorted(weights):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(weights[name]).tobytes())
-    return digest.hexdigest()[:16]
-
-
-def read_model_meta(model_dir: str | Path) -> dict:
-    model_dir = Path(model_dir)
-    path = model_dir / "model.json"
-    if not path.is_file():
-        raise ModelError(f"{model_dir}: not a yamcap model directory (no model.json)")
-    try:
-        meta = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
-        raise ModelError(f"{path}: corrupt ({str(exc).splitlines()[0][:200]})") from None
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if not isinstance(meta, dict):
-        raise ModelError(f"{path}: corrupt (not a JSON object)")
-    if meta.get("format") != MODEL_FORMAT:
-        raise ModelError(f"{path}: unknown model format {meta.get('format')!r} (expected {MODEL_FORMAT})")
-    return meta
-
-
-def load_model(
-    model_dir: str | Path | None = None,
-    yamnet: str | None = None,
-    runtime: str | None = None,
-    audio_backend: str | None = None,
-    expect_kind: str | None = None,
-):
-    """Load a detector from ``model_dir`` (default: the model shipped with the package).
-
-    yamnet / runtime: the YAMNet handle and runtime to run it with (default: ``$YAMCAP_YAMNET``,
-    else the handle it was trained with if it exists here, else TF-Hub). A different YAMNet
-    version fails; another runtime of the same version warns. audio_backend: warn when it is
-    not the one the model was trained with.
-    """
-    model_dir = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
-    if is_exported(model_dir):  # one graph: YAMNet and the head are inside it
-        return ExportedDetector.from_dir(model_dir)
-    meta = read_model_meta(model_dir)
-    kind = meta.get("kind")
-    if expect_kind and kind != expect_kind:
-        raise ModelError(f"{model_dir}: a '{kind}' model, but a '{expect_kind}' model was asked for")
-    try:
-        config = Config.load(model_dir / "config.toml") if (model_dir / "config.toml").exists() else Config()
-    except (UnicodeDecodeError, OSError) as exc:
-        raise ModelError(f"{model_dir / 'config.toml'}: cannot read ({exc})") from None
-    if audio_backend and audio_backend != meta.get("audio_backend", "soundfile"):
-        warnings.warn(
-            f"{model_dir}: trained with audio backend '{meta.get('audio_backend')}', now '{audio_backend}'; "
-            "resampling differences shift the embeddings", YamcapWarning, stacklevel=2)
-        config.audio.backend = audio_backend
-    missing = [k for k in ({"yamnet": ("backbone", "head_params", "threshold"), "cnn": ("selected_length", "threshold")}
-                           .get(kind, ())) if k not in meta]
-    if missing:
-        raise ModelError(f"{model_dir / 'model.json'}: incomplete (no {', '.join(missing)})")
-    if kind == "yamnet":
-        stored = meta["backbone"]
-        if not isinstance(stored, dict):
-            raise ModelError(f"{model_dir / 'model.json'}: corrupt backbone record")
-        handle = yamnet or os.environ.get("YAMCAP_YAMNET")
-        if not handle:
-            stored_handle = stored.get("handle", "")
-            handle = stored_handle if stored_handle and Path(stored_handle).exists() else resolve_yamnet_handle()
-        backbone = YamnetBackbone(handle, runtime or "auto").load()  # an unloadable handle fails first
-        for note in check_compatible(stored, backbone.identity(), what=str(model_dir)):
-            warnings.warn(note, YamcapWarning, stacklevel=2)
-        config.backbone.handle = backbone.handle
-        config.backbone.runtime = backbone.runtime
-        return YamnetDetector.from_dir(model_dir, meta, config, backbone)
-    if kind == "cnn":
-        from .cnn import CNNDetector
-
-        return CNNDetector.from_dir(model_dir, meta, config)
-    raise ModelError(f"{model_dir}: unknown model kind {kind!r}")

@@ -50,7 +50,7 @@ def stream_frame_scores(detector, path: str | Path, block_seconds: float = 120.0
     """Frame scores of a whole file, read block by block.
 
     ``detector`` needs ``window_samples``, ``hop_samples``, ``frame_count(n)`` and
-    ``frame_scores(waveform) -> (start_s, scores)`` (see :mod:`yamnet_capuchin.model`).
+    ``frame_scores(waveform) -> (start_s, scores)`` (see :class:`yamnet_capuchin.detectors.Detector`).
     ``blocks``: the file's blocks when already being decoded (:func:`prefetch_blocks`), laid
     out by :func:`block_layout` with the same ``block_seconds``.
     """

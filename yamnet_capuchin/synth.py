@@ -308,7 +308,7 @@ def call_free(paths: Sequence[Path], model=None, echo: Callable[[str], None] = p
     from .config import Config
     from .count import score_and_detect
     from .errors import AudioError
-    from .model import load_model
+    from .detectors import load_model
     from .progress import progress_bar
 
     detector = load_model(model)

@@ -75,7 +75,7 @@ def default_scorer(model_dir: str | Path | None = None, backend: str = "soundfil
 
     def score(paths: Mapping[str, Path]) -> dict[str, cands.FrameTrack]:
         from ..audio import SAMPLE_RATE
-        from ..model import load_model
+        from ..detectors import load_model
         from ..streaming import stream_frame_scores
 
         detector = load_model(str(model_dir) if model_dir else None)

@@ -38,7 +38,7 @@ def retrain(run_dir: str | Path, annotations_dir: str | Path, data_dir: str | Pa
     from .. import train
     from ..config import Config
     from ..count import count_files
-    from ..model import load_model
+    from ..detectors import load_model
 
     run_dir = Path(run_dir)
     out_dir = run_dir / RETRAINED_DIR
