@@ -28,7 +28,7 @@ def test_pad_bags():
 def test_fit_predict_save_load(data, pooling, tmp_path):
     x, y = data
     head = FrameHead(hidden_units=8, pooling=pooling, max_epochs=30, patience=30, batch_size=16).fit(x, y, x[::4], y[::4])
-    scores = head.predict(x)
+    scores = head.predict_proba(x)[:, 1]
     assert scores.shape == (80,)
     assert scores[y == 1].min() > scores[y == 0].max()  # separable toy data
     assert "val_loss" in head.history_ and len(head.history_["loss"]) >= 1
@@ -36,7 +36,7 @@ def test_fit_predict_save_load(data, pooling, tmp_path):
     with np.load(tmp_path / "h.npz") as saved:  # a fixed order: the shipped head.npz is reproduced byte for byte
         assert saved.files[:4] == ["w1", "b1", "w2", "b2"]
     again = FrameHead.load(tmp_path / "h.npz", **head.get_params())
-    assert np.allclose(again.predict(x), scores)
+    assert np.allclose(again.predict_proba(x)[:, 1], scores)
     f = head.frame_scores(x[0])
     assert f.shape == (x[0].shape[0],) and ((f >= 0) & (f <= 1)).all()
 
@@ -46,10 +46,10 @@ def test_linear_probe_saves_only_the_output_layer(data, tmp_path):
     head = FrameHead(hidden_units=0, pooling="max", learning_rate=0.02, max_epochs=40, patience=40, batch_size=16)
     head.fit(x, y, x[::4], y[::4])
     assert set(head.weights_) == {"w2", "b2"} and head.weights_["w2"].shape == (16,)
-    scores = head.predict(x)
+    scores = head.predict_proba(x)[:, 1]
     assert scores[y == 1].min() > scores[y == 0].max()  # the toy classes are linearly separable
     head.save(tmp_path / "h.npz")
-    assert np.allclose(FrameHead.load(tmp_path / "h.npz", **head.get_params()).predict(x), scores)
+    assert np.allclose(FrameHead.load(tmp_path / "h.npz", **head.get_params()).predict_proba(x)[:, 1], scores)
     with pytest.raises(ModelError, match="incomplete"):  # weights without a hidden layer, params with one
         FrameHead.load(tmp_path / "h.npz", **{**head.get_params(), "hidden_units": 8})
 
@@ -63,8 +63,8 @@ def test_sample_weight_zero_ignores_a_clip(data):
     weight[:8] = 0.0
     params = {"hidden_units": 8, "pooling": "max", "max_epochs": 40, "patience": 40, "batch_size": 16,
               "learning_rate": 0.01}
-    ignored = FrameHead(**params).fit(x, wrong, x[::4], y[::4], sample_weight=weight).predict(x[:8])
-    learnt = FrameHead(**params).fit(x, wrong, x[::4], y[::4]).predict(x[:8])
+    ignored = FrameHead(**params).fit(x, wrong, x[::4], y[::4], sample_weight=weight).predict_proba(x[:8])[:, 1]
+    learnt = FrameHead(**params).fit(x, wrong, x[::4], y[::4]).predict_proba(x[:8])[:, 1]
     assert ignored.min() > 0.95 and learnt.mean() < ignored.mean() - 0.1  # measured: 1.00 vs 0.80
 
 
@@ -85,7 +85,7 @@ def test_context_head_uses_frame_order(data, tmp_path):
     x, y = data
     head = FrameHead(hidden_units=8, pooling="max", context=1, max_epochs=30, patience=30, batch_size=16)
     head.fit(x, y, x[::4], y[::4])
-    scores = head.predict(x)
+    scores = head.predict_proba(x)[:, 1]
     assert scores[y == 1].min() > scores[y == 0].max()
     assert head.weights_["w1"].shape == (32, 8)
     bag = np.concatenate([x[0], x[-1]])  # positive frames, then negative ones
@@ -94,7 +94,7 @@ def test_context_head_uses_frame_order(data, tmp_path):
     assert not np.allclose(alone[-1], mixed[len(x[0]) - 1])  # last positive frame now has a negative neighbour
     head.save(tmp_path / "h.npz")
     again = FrameHead.load(tmp_path / "h.npz", **head.get_params())
-    assert again.context == 1 and np.allclose(again.predict(x), scores)
+    assert again.context == 1 and np.allclose(again.predict_proba(x)[:, 1], scores)
 
 
 @pytest.mark.parametrize("hidden", [8, 0])
@@ -116,7 +116,7 @@ def test_numpy_inference_matches_keras_model(data, pooling, hidden):
     xx, mm = pad_bags(x[:12])
     assert mm.sum(axis=1).min() < mm.shape[1]  # some clips are padded
     keras_scores = np.asarray(net([xx, mm]))[:, 0]
-    assert np.allclose(keras_scores, head.predict(x[:12]), atol=1e-5)
+    assert np.allclose(keras_scores, head.predict_proba(x[:12])[:, 1], atol=1e-5)
 
 
 def test_unfitted_head_raises():
@@ -139,5 +139,27 @@ def test_spectral_shape_inputs_follow_the_embeddings_and_ignore_gain():
     with pytest.raises(ModelError, match="log-mel"):
         head_inputs(Frames(frames.start_s, emb, frames.class_scores), "embeddings+spectral_shape")
     with pytest.raises(ValueError, match="inputs"):
-        FrameHead(inputs="spectrogram")
+        FrameHead(inputs="spectrogram").frame_inputs(frames)
     assert FrameHead(inputs="embeddings+spectral_shape").frame_inputs(frames).shape == (5, 72)
+
+
+def test_estimator_contract(data):
+    """Parameters stored as given and checked when used; learned state only after fit; sklearn's
+    get_params / set_params / predict_proba / predict."""
+    x, y = data
+    head = FrameHead(hidden_units=8, pooling="nope", max_epochs=5, patience=5, batch_size=16)
+    assert head.pooling == "nope" and not hasattr(head, "weights_") and not hasattr(head, "history_")
+    with pytest.raises(ValueError, match="pooling"):
+        head.fit(x, y, x[::4], y[::4])
+    with pytest.raises(ModelError, match="not trained"):
+        head.predict_proba(x[:2])
+    assert head.set_params(pooling="max") is head and head.get_params()["pooling"] == "max"
+    with pytest.raises(ValueError, match="unknown FrameHead parameters: colour"):
+        head.set_params(colour="red")
+    assert FrameHead(**head.get_params()).get_params() == head.get_params()
+    head.fit(x, y, x[::4], y[::4])
+    assert set(head.weights_) >= {"w1", "b1", "w2", "b2"} and "val_loss" in head.history_
+    proba = head.predict_proba(x)
+    assert proba.shape == (len(x), 2) and np.allclose(proba.sum(axis=1), 1.0)
+    assert np.array_equal(head.predict(x), (proba[:, 1] >= 0.5).astype(int))
+    assert np.array_equal(head.predict(x, threshold=0.9), (proba[:, 1] >= 0.9).astype(int))

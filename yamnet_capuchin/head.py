@@ -1,4 +1,9 @@
-"""A small trainable head on frozen frame embeddings (scikit-learn style: fit / predict / save / load).
+"""A small trainable head on frozen frame embeddings, as a scikit-learn-style estimator.
+
+The constructor only stores parameters (checked by :meth:`FrameHead.fit` and
+:meth:`FrameHead.load`); ``fit`` sets the learned ``weights_`` and ``history_``;
+``predict_proba`` gives clip scores, ``predict`` 0/1 labels. Its inputs are lists of
+variable-length bags, so it is not a drop-in scikit-learn estimator (no ``X`` matrix).
 
 Per frame: Dense(hidden, ReLU) -> Dropout -> Dense(1, sigmoid) gives a frame score in [0, 1]
 (``hidden_units`` = 0: Dropout -> Dense(1, sigmoid) on the inputs, i.e. a linear probe).
@@ -91,8 +96,9 @@ def _starts_like_zip(path) -> bool:
 class FrameHead:
     """Frame classifier + pooling on embeddings of shape (F, D).
 
-    Parameters are set in the constructor; learned state (``weights_``, ``history_``) in
-    attributes after :meth:`fit`.
+    Parameters are stored by the constructor as given and checked when used (:meth:`fit`,
+    :meth:`load`); learned state (``weights_``: the layers' arrays, ``history_``: Keras' loss
+    curves) exists only after :meth:`fit` or :meth:`load`.
     """
 
     def __init__(
@@ -109,10 +115,6 @@ class FrameHead:
         inputs: str = "embeddings",
         seed: int = 0,
     ):
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got '{pooling}'")
-        if inputs not in HEAD_INPUTS:
-            raise ValueError(f"inputs must be one of {HEAD_INPUTS}, got '{inputs}'")
         self.hidden_units = hidden_units
         self.dropout = dropout
         self.pooling = pooling
@@ -121,21 +123,30 @@ class FrameHead:
         self.max_epochs = max_epochs
         self.patience = patience
         self.balance_classes = balance_classes
-        self.context = int(context)
+        self.context = context
         self.inputs = inputs
         self.seed = seed
-        self.weights_: dict[str, np.ndarray] | None = None
-        self.history_: dict[str, list[float]] = {}
+
+    def _validate_params(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got '{self.pooling}'")
+        if self.inputs not in HEAD_INPUTS:
+            raise ValueError(f"inputs must be one of {HEAD_INPUTS}, got '{self.inputs}'")
+        if int(self.context) != self.context or self.context < 0:
+            raise ValueError(f"context must be a whole number >= 0, got {self.context!r}")
 
     def frame_inputs(self, frames) -> np.ndarray:
         """What this head reads per frame: (F, D) from :class:`~yamnet_capuchin.backbones.Frames`
         (:func:`head_inputs` with this head's ``inputs``). Every method below takes such arrays."""
+        if self.inputs not in HEAD_INPUTS:
+            raise ValueError(f"inputs must be one of {HEAD_INPUTS}, got '{self.inputs}'")
         return head_inputs(frames, self.inputs)
 
     # -- training -----------------------------------------------------------------------
     def fit(self, bags, labels, val_bags, val_labels, sample_weight=None) -> "FrameHead":
         """Train on clips given as lists of (F_i, D) frame inputs (:meth:`frame_inputs`) with 0/1
         labels; ``sample_weight`` (N,): per-clip weights, multiplied into the class weights."""
+        self._validate_params()
         from .backbones import import_tensorflow
 
         import_tensorflow()
@@ -217,9 +228,10 @@ class FrameHead:
 
     # -- inference ----------------------------------------------------------------------
     def _check_fitted(self) -> dict[str, np.ndarray]:
-        if self.weights_ is None:
+        weights = getattr(self, "weights_", None)
+        if weights is None:
             raise ModelError("head is not trained: call fit() or load() first")
-        return self.weights_
+        return weights
 
     def _forward(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Hidden activations (F, H) and frame scores (F,) of (F, D) embeddings."""
@@ -245,15 +257,31 @@ class FrameHead:
         a = np.exp(a - a.max())
         return float(np.sum(a / a.sum() * p))
 
-    def predict(self, bags: Sequence[np.ndarray]) -> np.ndarray:
-        """Clip scores for a list of (F_i, D) arrays, shape (N,)."""
-        return np.array([self.clip_score(b) for b in bags], dtype=np.float32)
+    def predict_proba(self, bags: Sequence[np.ndarray]) -> np.ndarray:
+        """Class probabilities of a list of (F_i, D) arrays, shape (N, 2): column 0 no call,
+        column 1 a call (the pooled clip score)."""
+        p = np.array([self.clip_score(b) for b in bags], dtype=np.float32).reshape(-1)
+        return np.stack([1.0 - p, p], axis=1)
 
-    # -- persistence --------------------------------------------------------------------
-    def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in (
-            "hidden_units", "dropout", "pooling", "learning_rate", "batch_size",
-            "max_epochs", "patience", "balance_classes", "context", "inputs", "seed")}
+    def predict(self, bags: Sequence[np.ndarray], threshold: float = 0.5) -> np.ndarray:
+        """0/1 labels, shape (N,): a call where the clip score is at least ``threshold``."""
+        return (self.predict_proba(bags)[:, 1] >= threshold).astype(np.int64)
+
+    # -- parameters and persistence -------------------------------------------------------
+    PARAMS = ("hidden_units", "dropout", "pooling", "learning_rate", "batch_size",
+              "max_epochs", "patience", "balance_classes", "context", "inputs", "seed")
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor's parameters (``deep`` is accepted for scikit-learn; nothing nests)."""
+        return {k: getattr(self, k) for k in self.PARAMS}
+
+    def set_params(self, **params) -> "FrameHead":
+        unknown = sorted(set(params) - set(self.PARAMS))
+        if unknown:
+            raise ValueError(f"unknown FrameHead parameters: {', '.join(unknown)}")
+        for k, v in params.items():
+            setattr(self, k, v)
+        return self
 
     def save(self, path: str | Path) -> None:
         """Weights to one ``.npz`` (written atomically)."""
@@ -265,6 +293,7 @@ class FrameHead:
     @classmethod
     def load(cls, path: str | Path, **params) -> "FrameHead":
         head = cls(**params)
+        head._validate_params()
         try:
             with np.load(path, allow_pickle=False) as data:
                 head.weights_ = {k: data[k] for k in data.files}

@@ -66,7 +66,7 @@ class YamnetDetector:
 
     def fingerprint(self) -> str:
         """Identifies what the scores depend on: head weights, threshold, backbone in use."""
-        return weights_fingerprint(self.kind, self.threshold, self.head.weights_ or {}, self.backbone.identity())
+        return weights_fingerprint(self.kind, self.threshold, getattr(self.head, "weights_", None) or {}, self.backbone.identity())
 
     def save(self, model_dir: str | Path) -> None:
         model_dir = Path(model_dir)

@@ -75,7 +75,7 @@ def train_yamnet(
     for pooling in poolings:
         params = {k: v for k, v in vars(config.head).items() if k != "pooling"}
         head = FrameHead(pooling=pooling, seed=config.seed, **params).fit(train_x, train_y, val_x, val_y)
-        val_scores = head.predict(val_x)
+        val_scores = head.predict_proba(val_x)[:, 1]
         m = classification_metrics(val_y, val_scores, best_f1_threshold(val_y, val_scores))
         m["val_loss"] = float(min(head.history_["val_loss"]))
         m["epochs"] = len(head.history_["val_loss"])
@@ -87,9 +87,9 @@ def train_yamnet(
     threshold = best_f1_threshold(val_y, val_scores)
     t_head = time.perf_counter() - t0
 
-    test_scores = head.predict(test_x)
+    test_scores = head.predict_proba(test_x)[:, 1]
     test_metrics = classification_metrics(test_y, test_scores, threshold)
-    seg_metrics = (classification_metrics(seg_y, head.predict(seg_x), threshold)
+    seg_metrics = (classification_metrics(seg_y, head.predict_proba(seg_x)[:, 1], threshold)
                    if seg_y.size and 0 < seg_y.sum() < seg_y.size else None)
     val_metrics = classification_metrics(val_y, val_scores, threshold)
 
