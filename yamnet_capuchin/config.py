@@ -69,7 +69,7 @@ class DataConfig:
 class HeadConfig:
     hidden_units: int = 512
     dropout: float = 0.3
-    # "max" won a source-grouped 5-fold CV on train+val (benchmarks/head_cv.py, docs/experiments.md);
+    # "max" won a source-grouped 5-fold CV on train+val (experiments/head_cv.py, docs/experiments.md);
     # "auto" = best on the (small) validation split
     pooling: str = "max"
     learning_rate: float = 2e-3

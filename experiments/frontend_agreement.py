@@ -1,6 +1,6 @@
 """How much the YAMNet runtime and the audio backend move the embeddings (docs/runtimes.md).
 
-    python benchmarks/frontend_agreement.py --data ../shared/data/capuchin [--tfio]
+    python experiments/frontend_agreement.py --data ../shared/data/capuchin [--tfio]
 
 * Runtime: embeddings of the first 30 s of forest recording_01 from the TFLite file
   (``yamnet.tflite`` beside ``$YAMCAP_YAMNET``) against the SavedModel's, as cosine per frame,

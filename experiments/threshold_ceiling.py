@@ -1,6 +1,6 @@
 """Upper bound on a model's test F1 over all thresholds — an analysis, never a result.
 
-    python benchmarks/threshold_ceiling.py --model yamnet_capuchin/default_model
+    python experiments/threshold_ceiling.py --model yamnet_capuchin/default_model
 
 Scores the model's test-split clips and reports F1 at the model's own threshold and at the
 threshold that is best *on the test clips themselves*. The second number is not a valid
@@ -36,7 +36,7 @@ def main() -> None:
     if failures:
         raise SystemExit(f"could not read: {failures}")
     labels = np.array([c.label for c in clips])
-    scores = detector.head.predict([detector.head.frame_inputs(f) for f in frames])
+    scores = detector.head.predict_proba([detector.head.frame_inputs(f) for f in frames])[:, 1]
     for name, threshold in (("model's threshold (from validation)", detector.threshold),
                             ("best on the test clips (analysis only)", best_f1_threshold(labels, scores))):
         m = classification_metrics(labels, scores, threshold)

@@ -2,7 +2,7 @@
 embedding (its mean)? Source-grouped CV on the train + validation clips, as head_cv.py runs it
 (the test split is never read).
 
-    python benchmarks/feature_map_cv.py --manifest yamnet_capuchin/default_model/manifest.csv
+    python experiments/feature_map_cv.py --manifest yamnet_capuchin/default_model/manifest.csv
 
 YAMNet's 1024-d embedding is the mean of a 3 (time) x 2 (frequency) x 1024 feature map. The
 TFLite model keeps that map as an internal tensor, so every row here runs the TFLite runtime

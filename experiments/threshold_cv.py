@@ -2,7 +2,7 @@
 split? Nested source-grouped cross-validation on the train + validation clips of a model's
 split (the test split is never read).
 
-    python benchmarks/threshold_cv.py --manifest yamnet_capuchin/default_model/manifest.csv --repeats 3
+    python experiments/threshold_cv.py --manifest yamnet_capuchin/default_model/manifest.csv --repeats 3
 
 Outer folds stand in for unseen sources. Inside each outer training part, three ways to get a
 scorer and its threshold:

@@ -1,7 +1,7 @@
 """Choose the head's settings by source-grouped cross-validation on the train + validation
 clips of a model's split (the test split is never read).
 
-    python benchmarks/head_cv.py --manifest yamnet_capuchin/default_model/manifest.csv --repeats 3
+    python experiments/head_cv.py --manifest yamnet_capuchin/default_model/manifest.csv --repeats 3
 
 For each variant: out-of-fold clip scores from 5 source-grouped folds, repeated with
 ``--repeats`` different fold assignments; prints ROC-AUC, PR-AUC and the F1 reached with the

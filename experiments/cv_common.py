@@ -126,7 +126,7 @@ class TrainVal:
         return head.fit(bags, np.array(labels), [self.x[i] for i in stop], self.y[stop], sample_weight=weights)
 
     def scores(self, head: FrameHead, idx: np.ndarray) -> np.ndarray:
-        return head.predict([self.x[i] for i in idx])
+        return head.predict_proba([self.x[i] for i in idx])[:, 1]
 
 
 def source_balanced_weights(labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
