@@ -35,7 +35,7 @@ from yamnet_capuchin.config import Config
 from yamnet_capuchin.count import event_params
 from yamnet_capuchin.dataset import (background_clips, discover_clips, find_forest_dir, find_recordings,
                                      selection_clips, split_by_source)
-from yamnet_capuchin.evaluation import score_annotated
+from yamnet_capuchin.metrics import score_annotated
 from yamnet_capuchin.events import EventParams, detect_events
 from yamnet_capuchin.families import family_folds, read_families
 from yamnet_capuchin.features import ClipEmbedder

@@ -11,7 +11,7 @@ from yamnet_capuchin.annotations import (
 )
 from yamnet_capuchin.dataset import annotated_clips, selection_clips, split_by_source
 from yamnet_capuchin.errors import YamcapError
-from yamnet_capuchin.evaluation import score_annotated
+from yamnet_capuchin.metrics import score_annotated
 from yamnet_capuchin.families import (
     Similarity, aligned_correlation, background_profile, family_folds, group_families, read_families, similarity,
     write_families,

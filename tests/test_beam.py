@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from synth import soundscape, write
-from test_reliability import model_dir, one_line_error, random_head  # noqa: F401  (fixtures)
+from test_reliability import model_dir, one_line_error  # noqa: F401  (model_dir: a fixture)
 from yamnet_capuchin import beam as beam_mod
 from yamnet_capuchin.cli import app
 from yamnet_capuchin.errors import YamcapError

@@ -1,6 +1,6 @@
 import pytest
 
-from yamnet_capuchin.evaluation import count_scores, event_scores, iou, match_events
+from yamnet_capuchin.metrics import count_scores, event_scores, iou, match_events
 
 
 def test_iou():

@@ -24,7 +24,7 @@ from hypothesis import strategies as st  # noqa: E402
 from synth import call, soundscape, write  # noqa: E402
 from yamnet_capuchin.audio import SAMPLE_RATE, iter_blocks, load_audio  # noqa: E402
 from yamnet_capuchin.errors import AudioError  # noqa: E402
-from yamnet_capuchin.evaluation import event_scores, iou, match_events  # noqa: E402
+from yamnet_capuchin.metrics import event_scores, iou, match_events  # noqa: E402
 from yamnet_capuchin.events import EventParams, detect_events  # noqa: E402
 
 settings.register_profile("default", max_examples=40, deadline=None, derandomize=True,
@@ -88,7 +88,7 @@ def test_a_higher_on_threshold_never_covers_more_frames(scores, params, raise_by
     assert covered_frames(scores, high) <= covered_frames(scores, low)
 
 
-# -- evaluation.match_events / event_scores -------------------------------------------------------
+# -- metrics.match_events / event_scores -------------------------------------------------------
 
 interval_st = st.tuples(st.floats(0.0, 60.0), st.floats(0.05, 5.0)).map(lambda t: (t[0], t[0] + t[1]))
 intervals_st = st.lists(interval_st, max_size=8)

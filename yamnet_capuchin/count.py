@@ -105,8 +105,19 @@ def window_scores(detector, path, window_samples: int, audio_backend: str = "sou
     return FrameScores(np.asarray(starts, float), np.asarray(scores, np.float32), total / SAMPLE_RATE)
 
 
-def score_and_detect(detector, path, config: Config, blocks=None) -> tuple[FrameScores, list[Event], float, float]:
-    """(frame scores, events, window_s, hop_s) of one file under ``config``.
+@dataclass
+class Detection:
+    """One file scored: its frame scores, the events found in them, and the frame window and
+    hop (s) the events were built with (the detector's frames, or the notebook's windows)."""
+
+    frames: FrameScores
+    events: list[Event]
+    window_s: float
+    hop_s: float
+
+
+def score_and_detect(detector, path, config: Config, blocks=None) -> Detection:
+    """The :class:`Detection` of one file under ``config``.
 
     ``blocks``: the file's 16 kHz blocks if they are already being decoded (prefetching)."""
     backend = config.audio.backend
@@ -120,11 +131,11 @@ def score_and_detect(detector, path, config: Config, blocks=None) -> tuple[Frame
         else:
             fs = window_scores(detector, path, win, backend)
         events = notebook_rule_events(fs.start_s, fs.scores, win / SAMPLE_RATE, NOTEBOOK_THRESHOLD)
-        return fs, events, win / SAMPLE_RATE, win / SAMPLE_RATE
+        return Detection(fs, events, win / SAMPLE_RATE, win / SAMPLE_RATE)
     fs = stream_frame_scores(detector, path, config.audio.block_seconds, backend, blocks)
     window_s, hop_s = detector.window_samples / SAMPLE_RATE, detector.hop_samples / SAMPLE_RATE
     events = detect_events(fs.start_s, fs.scores, window_s, hop_s, event_params(config, detector.threshold))
-    return fs, events, window_s, hop_s
+    return Detection(fs, events, window_s, hop_s)
 
 
 def run_identity(detector, config: Config) -> str:
@@ -176,12 +187,12 @@ def score_file(detector, path, config: Config, sha: str, plots: bool = False, bl
     """(:class:`FileCount`, detection figure or None) of one file. Raises ``AudioError`` or
     ``OSError`` where the input cannot be read (:func:`input_failure` gives the reason)."""
     t0 = time.perf_counter()
-    fs, events, window_s, hop_s = score_and_detect(detector, path, config, blocks)
-    result = FileCount(str(path), sha, fs.duration_s, events, time.perf_counter() - t0)
+    d = score_and_detect(detector, path, config, blocks)
+    result = FileCount(str(path), sha, d.frames.duration_s, d.events, time.perf_counter() - t0)
     figure = None
     if plots:
         from .plots import detection_plot
-        figure = detection_plot(path, fs, events, config.audio.backend, window_s, hop_s)
+        figure = detection_plot(path, d.frames, d.events, config.audio.backend, d.window_s, d.hop_s)
     return result, figure
 
 

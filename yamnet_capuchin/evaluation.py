@@ -1,71 +1,14 @@
-"""Scoring detected events and counts against ground truth (pure functions on intervals).
+"""``yamcap evaluate``: count files with a detector and score events and counts against truth.
 
-Event matching is one-to-one (Hungarian assignment) and a pair counts only when its
-intersection-over-union is at least ``min_iou`` (0.3, the DCASE few-shot bioacoustic
-convention) or, optionally, when the onsets lie within ``collar_s`` of each other.
+Files in (recordings, a truth table or annotation folder), report out; the scoring itself is
+in :mod:`yamnet_capuchin.metrics`.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
-
 import numpy as np
 
-Interval = tuple[float, float]
-
-
-def iou(a: Interval, b: Interval) -> float:
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = max(a[1], b[1]) - min(a[0], b[0])
-    return inter / union if union > 0 else 0.0
-
-
-def match_events(truth: Sequence[Interval], pred: Sequence[Interval], min_iou: float = 0.3,
-                 collar_s: float | None = None) -> list[tuple[int, int]]:
-    """One-to-one matches (truth index, prediction index) maximising total similarity."""
-    from scipy.optimize import linear_sum_assignment
-
-    if not truth or not pred:
-        return []
-    if collar_s is None:
-        sim = np.array([[iou(t, p) for p in pred] for t in truth])
-        ok = sim >= min_iou
-    else:
-        diff = np.array([[abs(t[0] - p[0]) for p in pred] for t in truth])
-        ok = diff <= collar_s
-        sim = np.where(ok, collar_s + 1.0 - diff, 0.0)
-    rows, cols = linear_sum_assignment(-np.where(ok, sim, 0.0))
-    return [(int(r), int(c)) for r, c in zip(rows, cols) if ok[r, c]]
-
-
-def event_scores(truth: Mapping[str, Sequence[Interval]], pred: Mapping[str, Sequence[Interval]],
-                 min_iou: float = 0.3, collar_s: float | None = None) -> dict:
-    """Micro-averaged event precision / recall / F1 over files (files missing from ``pred`` have none)."""
-    tp = fp = fn = 0
-    for name in sorted(set(truth) | set(pred)):
-        t, p = list(truth.get(name, [])), list(pred.get(name, []))
-        m = len(match_events(t, p, min_iou, collar_s))
-        tp, fp, fn = tp + m, fp + len(p) - m, fn + len(t) - m
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"event_tp": tp, "event_fp": fp, "event_fn": fn, "event_precision": precision,
-            "event_recall": recall, "event_f1": f1}
-
-
-def count_scores(truth_counts: Mapping[str, int], pred_counts: Mapping[str, int]) -> dict:
-    """Per-file count errors: MAE, RMSE, bias (mean predicted - true), exact-count rate."""
-    names = sorted(truth_counts)
-    if not names:
-        return {"count_mae": float("nan"), "count_rmse": float("nan"), "count_bias": float("nan"),
-                "count_exact_rate": float("nan"), "files": 0}
-    t = np.array([truth_counts[n] for n in names], float)
-    p = np.array([pred_counts.get(n, 0) for n in names], float)
-    d = p - t
-    return {"count_mae": float(np.mean(np.abs(d))), "count_rmse": float(np.sqrt(np.mean(d ** 2))),
-            "count_bias": float(np.mean(d)), "count_exact_rate": float(np.mean(d == 0)), "files": len(names),
-            "true_total": int(t.sum()), "predicted_total": int(p.sum())}
-
+from .metrics import Interval, count_scores, event_scores
 
 # -- the evaluate pipeline (files in, report out) -----------------------------------------
 
@@ -112,7 +55,7 @@ def tune_event_params(scored: dict, truth: dict, min_iou: float = 0.3, collar_s:
                       grid: dict = TUNE_GRID) -> list[dict]:
     """Grid search of the event parameters on scored files; best (event F1, then -count MAE) first.
 
-    ``scored``: {stem: (FrameScores, events, window_s, hop_s)}; ``truth``: {stem: intervals}.
+    ``scored``: {stem: :class:`~yamnet_capuchin.count.Detection`}; ``truth``: {stem: intervals}.
     Use validation soundscapes only: the winner becomes a default, so tuning on the data you
     report would inflate it.
     """
@@ -125,8 +68,9 @@ def tune_event_params(scored: dict, truth: dict, min_iou: float = 0.3, collar_s:
     for thr, ratio, gap, dmin, dmax in itertools.product(*grid.values()):
         params = EventParams(thr, thr * ratio if ratio < 1 else None, gap, dmin, dmax)
         pred = {}
-        for stem, (fs, _, window_s, hop_s) in scored.items():
-            pred[stem] = [(e.start_s, e.end_s) for e in detect_events(fs.start_s, fs.scores, window_s, hop_s, params)]
+        for stem, d in scored.items():
+            pred[stem] = [(e.start_s, e.end_s)
+                          for e in detect_events(d.frames.start_s, d.frames.scores, d.window_s, d.hop_s, params)]
         res = {"threshold": thr, "off_threshold": thr * ratio if ratio < 1 else -1.0, "min_gap_s": gap,
                "min_duration_s": dmin, "max_duration_s": dmax}
         res.update(event_scores(truth, pred, min_iou, collar_s))
@@ -140,7 +84,7 @@ def evaluate_detector(detector, truth: dict, files, config, min_iou: float = 0.3
                       progress: bool = True, tune: bool = False, label: str = "Counting") -> tuple[dict, dict]:
     """Count ``files`` and score them against ``truth`` ({stem: intervals}).
 
-    Returns (report, scored) where ``scored`` maps stems to ``score_and_detect`` results.
+    Returns (report, scored) where ``scored`` maps stems to :class:`~yamnet_capuchin.count.Detection`.
     """
     from dataclasses import replace
     from pathlib import Path
@@ -169,13 +113,14 @@ def evaluate_detector(detector, truth: dict, files, config, min_iou: float = 0.3
 
     def predict(threshold):
         out = {}
-        for stem, (fs, _, window_s, hop_s) in scored.items():
+        for stem, d in scored.items():
+            fs = d.frames
             if rule == "notebook":
-                ev = notebook_rule_events(fs.start_s, fs.scores, window_s, threshold)
+                ev = notebook_rule_events(fs.start_s, fs.scores, d.window_s, threshold)
             else:
                 off = None if params.off_threshold is None else min(params.off_threshold, threshold)
-                ev = detect_events(fs.start_s, fs.scores, window_s, hop_s, replace(params, threshold=threshold,
-                                                                                    off_threshold=off))
+                ev = detect_events(fs.start_s, fs.scores, d.window_s, d.hop_s, replace(params, threshold=threshold,
+                                                                                        off_threshold=off))
             out[stem] = [(e.start_s, e.end_s) for e in ev]
         return out
 
@@ -185,7 +130,7 @@ def evaluate_detector(detector, truth: dict, files, config, min_iou: float = 0.3
         return res
 
     used = NOTEBOOK_THRESHOLD if rule == "notebook" else params.threshold
-    pred = {stem: [(e.start_s, e.end_s) for e in s[1]] for stem, s in scored.items()}
+    pred = {stem: [(e.start_s, e.end_s) for e in d.events] for stem, d in scored.items()}
     main = scores_at(pred)
     sweep = [{"threshold": t, **scores_at(predict(t))} for t in sorted(set(SWEEP_THRESHOLDS) | {round(used, 4)})]
     best = max(sweep, key=lambda r: (r["event_f1"], -r["count_mae"]))
@@ -219,7 +164,7 @@ def run_evaluate(detector, truth_path, files, out_dir, config, min_iou: float = 
     with staging_dir(out_dir) as tmp:
         atomic_write_json(tmp / "report.json", report)
         atomic_write_text(tmp / "report.md", render_evaluation(report))
-        write_events_csv(tmp / "events.csv", [(stem, e) for stem, s in sorted(scored.items()) for e in s[1]])
+        write_events_csv(tmp / "events.csv", [(stem, e) for stem, d in sorted(scored.items()) for e in d.events])
         config.save(tmp / "config.toml")
         from .plots import count_scatter, threshold_sweep
 
@@ -264,42 +209,3 @@ def render_evaluation(r: dict) -> str:
 
 
 # -- scoring against annotated recordings (Raven tables with capuchin / other:* / unsure) ----
-
-def score_annotated(selections: Mapping[str, Sequence], pred: Mapping[str, Sequence[Interval]],
-                    durations: Mapping[str, float], min_iou: float = 0.3) -> dict:
-    """Events and counts of annotated recordings against their ``capuchin`` selections.
-
-    ``selections``: {stem: [annotations.Selection]}, ``pred``: {stem: [(start, end)]},
-    ``durations``: {stem: seconds}. A predicted event that matches no call but overlaps an
-    ``unsure`` selection by half its length or more is left out (neither right nor wrong, and
-    not counted). Returns event precision / recall / F1 (one-to-one matching at IoU >=
-    ``min_iou``), count MAE / bias / exact share per file, and false events per hour of
-    call-free audio (each file's duration minus its calls' durations, summed)."""
-    from .annotations import CALL, UNSURE
-
-    tp = fp = fn = 0
-    true_counts, pred_counts = {}, {}
-    call_free_s = 0.0
-    for stem in sorted(selections):
-        sel = selections[stem]
-        truth = [s.interval() for s in sel if s.label == CALL]
-        unsure = [s.interval() for s in sel if s.label == UNSURE]
-        p = list(pred.get(stem, []))
-        matched = {pi for _, pi in match_events(truth, p, min_iou)}
-
-        def on_unsure(e):
-            return any(min(e[1], u[1]) - max(e[0], u[0]) >= 0.5 * (e[1] - e[0]) for u in unsure)
-
-        kept = [e for i, e in enumerate(p) if i in matched or not on_unsure(e)]
-        m = len(matched)
-        tp, fp, fn = tp + m, fp + len(kept) - m, fn + len(truth) - m
-        true_counts[stem], pred_counts[stem] = len(truth), len(kept)
-        call_free_s += max(0.0, durations.get(stem, 0.0) - sum(b - a for a, b in truth))
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    out = {"event_tp": tp, "event_fp": fp, "event_fn": fn, "event_precision": precision, "event_recall": recall,
-           "event_f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-           "false_events_per_hour": fp / (call_free_s / 3600.0) if call_free_s else float("nan"),
-           "call_free_hours": call_free_s / 3600.0}
-    out.update(count_scores(true_counts, pred_counts))
-    return out

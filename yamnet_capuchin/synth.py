@@ -317,7 +317,7 @@ def call_free(paths: Sequence[Path], model=None, echo: Callable[[str], None] = p
         task = bar.add_task("Checking backgrounds are call-free", total=len(paths)) if bar else None
         for p in paths:
             try:
-                if not score_and_detect(detector, p, Config())[1]:
+                if not score_and_detect(detector, p, Config()).events:
                     keep.append(p)
             except AudioError as exc:
                 echo(f"skipped background {exc}")
