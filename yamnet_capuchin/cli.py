@@ -6,6 +6,7 @@ command needs it, so ``yamcap --help`` answers at once.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -161,12 +162,25 @@ def _guard(fn):
         raise typer.Exit(130)
 
 
+def _guarded(command):
+    """A command's set-up and errors, once for all: TensorFlow quiet and our warnings as one line
+    each (:func:`_setup_runtime`), then the command under :func:`_guard`. The signature, and so
+    the options typer reads from it, stay the command's own."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        _setup_runtime()
+        return _guard(lambda: command(*args, **kwargs))
+
+    return run
+
+
 def _report_failures(failures) -> None:
     for path, reason in failures:
         typer.secho(f"failed: {path}: {reason}", fg="red", err=True)
 
 
 @app.command()
+@_guarded
 def train(
     data: Path = typer.Option(..., "--data", "-d", help="Kaggle-layout folder (Parsed_Capuchinbird_Clips/, Parsed_Not_Capuchinbird_Clips/)."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write (replaced if it exists)."),
@@ -203,34 +217,29 @@ def train(
     Annotated recordings are split by family (a families.csv beside the tables, written by
     `yamcap families`), else by recording.
     """
-    _setup_runtime()
+    cfg = _load_config(config, sets, {
+        "seed": seed, "backbone.name": backbone, "backbone.handle": yamnet, "backbone.runtime": runtime,
+        "head.pooling": pooling, "augment.enabled": augment, "cache_dir": str(cache_dir) if cache_dir else None,
+    })
+    for key, given in (("annotations", annotations), ("complete_annotations", complete_annotations),
+                       ("audio_dirs", audio)):
+        if given:
+            setattr(cfg.data, key, [str(p) for p in given])
+    if cfg.backbone.name == "yamnet":
+        from .train import train_yamnet
 
-    def body():
-        cfg = _load_config(config, sets, {
-            "seed": seed, "backbone.name": backbone, "backbone.handle": yamnet, "backbone.runtime": runtime,
-            "head.pooling": pooling, "augment.enabled": augment, "cache_dir": str(cache_dir) if cache_dir else None,
-        })
-        for key, given in (("annotations", annotations), ("complete_annotations", complete_annotations),
-                           ("audio_dirs", audio)):
-            if given:
-                setattr(cfg.data, key, [str(p) for p in given])
-        if cfg.backbone.name == "yamnet":
-            from .train import train_yamnet
+        metrics = train_yamnet(data, out, cfg, progress=not quiet, echo=typer.echo)
+    elif cfg.backbone.name == "cnn":
+        from .cnn import train_cnn
 
-            metrics = train_yamnet(data, out, cfg, progress=not quiet, echo=typer.echo)
-        elif cfg.backbone.name == "cnn":
-            from .cnn import train_cnn
-
-            metrics = train_cnn(data, out, cfg, progress=not quiet, echo=typer.echo)
-        else:
-            _fail(f"unknown backbone '{cfg.backbone.name}' (yamnet or cnn)")
-        _print_metrics(metrics, out)
-        if metrics.get("failures"):  # the model is complete, but trained without these files
-            typer.secho(f"{len(metrics['failures'])} file(s) could not be read and were left out "
-                        "(listed above and in metrics.json)", fg="yellow", err=True)
-            raise typer.Exit(1)
-
-    _guard(body)
+        metrics = train_cnn(data, out, cfg, progress=not quiet, echo=typer.echo)
+    else:
+        _fail(f"unknown backbone '{cfg.backbone.name}' (yamnet or cnn)")
+    _print_metrics(metrics, out)
+    if metrics.get("failures"):  # the model is complete, but trained without these files
+        typer.secho(f"{len(metrics['failures'])} file(s) could not be read and were left out "
+                    "(listed above and in metrics.json)", fg="yellow", err=True)
+        raise typer.Exit(1)
 
 
 def _print_metrics(metrics: dict, out: Path) -> None:
@@ -247,6 +256,7 @@ def _print_metrics(metrics: dict, out: Path) -> None:
 
 
 @app.command()
+@_guarded
 def predict(
     paths: List[Path] = typer.Argument(..., help="Audio files or folders (searched recursively)."),
     out: Path = typer.Option(..., "--out", "-o", help="CSV to write: path,score,label."),
@@ -267,38 +277,34 @@ def predict(
 
         yamcap predict clips/ --out scores.csv
     """
-    _setup_runtime()
+    from .fileio import as_output_error, atomic_write_csv, check_output_file, expand_audio_paths
+    from .predict import predict_files
 
-    def body():
-        from .fileio import as_output_error, atomic_write_csv, check_output_file, expand_audio_paths
-        from .predict import predict_files
-
-        cfg = _load_config(config, sets, {})
-        files = expand_audio_paths(paths)
-        if not files:
-            _fail("no audio files found in the given paths")
-        check_output_file(out)  # before any file is scored
-        detector = _load_detector(model, yamnet, runtime, cfg, config, sets)
-        preds, failures = predict_files(detector, files, threshold, cfg.audio.backend, not quiet,
-                                        block_seconds=cfg.audio.block_seconds)
-        if preds:
-            try:
-                atomic_write_csv(out, ("path", "score", "label"),
-                                 [(p.path, f"{p.score:.6f}", p.label) for p in preds])
-            except OSError as exc:
-                raise as_output_error(exc, out) from None
-        _report_failures(failures)
-        n_pos = sum(p.label for p in preds)
-        typer.echo(f"scored {len(preds)} of {len(files)} files: {n_pos} with a call"
-                   + (f"; wrote {out}" if preds else "; nothing written"))
-        if failures:
-            typer.secho(f"{len(failures)} file(s) failed", fg="red", err=True)
-            raise typer.Exit(1)
-
-    _guard(body)
+    cfg = _load_config(config, sets, {})
+    files = expand_audio_paths(paths)
+    if not files:
+        _fail("no audio files found in the given paths")
+    check_output_file(out)  # before any file is scored
+    detector = _load_detector(model, yamnet, runtime, cfg, config, sets)
+    preds, failures = predict_files(detector, files, threshold, cfg.audio.backend, not quiet,
+                                    block_seconds=cfg.audio.block_seconds)
+    if preds:
+        try:
+            atomic_write_csv(out, ("path", "score", "label"),
+                             [(p.path, f"{p.score:.6f}", p.label) for p in preds])
+        except OSError as exc:
+            raise as_output_error(exc, out) from None
+    _report_failures(failures)
+    n_pos = sum(p.label for p in preds)
+    typer.echo(f"scored {len(preds)} of {len(files)} files: {n_pos} with a call"
+               + (f"; wrote {out}" if preds else "; nothing written"))
+    if failures:
+        typer.secho(f"{len(failures)} file(s) failed", fg="red", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()
+@_guarded
 def count(
     paths: List[str] = typer.Argument(..., help="Recordings or folders (searched recursively), any audio format; with --runner also globs and gs:// or s3:// paths."),
     out: str = typer.Option(..., "--out", "-o", help="Output folder (created; re-running resumes); with --runner also gs:// or s3://."),
@@ -337,42 +343,38 @@ def count(
 
         yamcap count "Forest Recordings/" --out counts/ --runner direct --workers 2
     """
-    _setup_runtime()
+    from .count import check_outputs, count_files
+    from .fileio import expand_audio_paths
 
-    def body():
-        from .count import check_outputs, count_files
-        from .fileio import expand_audio_paths
-
-        cfg = _load_config(config, sets, {
-            "events.threshold": threshold, "events.off_threshold": off_threshold, "events.min_gap_s": min_gap,
-            "events.min_duration_s": min_duration, "events.max_duration_s": max_duration,
-            "events.notebook_rule": notebook_rule or None,
-        })
-        if runtime == "tflite" and not yamnet and not os.environ.get("YAMCAP_YAMNET", "").endswith(".tflite"):
-            _fail("--runtime tflite needs a .tflite file: pass --yamnet PATH/yamnet.tflite")
-        if runner:
-            return _count_on_beam(paths, out, cfg, model, yamnet, runtime, config, sets, runner, workers,
-                                  beam_options or [], plots)
-        if workers is not None or beam_options:
-            _fail("--workers and --beam-option need --runner (e.g. --runner direct)")
-        remote = [p for p in [*paths, out, model or ""] if "://" in p]
-        if remote:
-            _fail(f"{remote[0]}: remote paths need --runner (e.g. --runner direct, with the [beam] extra)")
-        files = expand_audio_paths(paths)
-        if not files:
-            _fail("no audio files found in the given paths")
-        check_outputs(out)  # writable, not in use by another run: before the model loads
-        detector = _load_detector(model, yamnet, runtime, cfg, config, sets)
-        run = count_files(detector, files, out, cfg, plots=plots, progress=not quiet, echo=typer.echo)
-        _report_failures(run.failures)
-        _print_count_summary(run, Path(out))
-        if run.failures:
-            raise typer.Exit(1)
-
-    _guard(body)
+    cfg = _load_config(config, sets, {
+        "events.threshold": threshold, "events.off_threshold": off_threshold, "events.min_gap_s": min_gap,
+        "events.min_duration_s": min_duration, "events.max_duration_s": max_duration,
+        "events.notebook_rule": notebook_rule or None,
+    })
+    if runtime == "tflite" and not yamnet and not os.environ.get("YAMCAP_YAMNET", "").endswith(".tflite"):
+        _fail("--runtime tflite needs a .tflite file: pass --yamnet PATH/yamnet.tflite")
+    if runner:
+        return _count_on_beam(paths, out, cfg, model, yamnet, runtime, config, sets, runner, workers,
+                              beam_options or [], plots)
+    if workers is not None or beam_options:
+        _fail("--workers and --beam-option need --runner (e.g. --runner direct)")
+    remote = [p for p in [*paths, out, model or ""] if "://" in p]
+    if remote:
+        _fail(f"{remote[0]}: remote paths need --runner (e.g. --runner direct, with the [beam] extra)")
+    files = expand_audio_paths(paths)
+    if not files:
+        _fail("no audio files found in the given paths")
+    check_outputs(out)  # writable, not in use by another run: before the model loads
+    detector = _load_detector(model, yamnet, runtime, cfg, config, sets)
+    run = count_files(detector, files, out, cfg, plots=plots, progress=not quiet, echo=typer.echo)
+    _report_failures(run.failures)
+    _print_count_summary(run, Path(out))
+    if run.failures:
+        raise typer.Exit(1)
 
 
 @app.command()
+@_guarded
 def export(
     out: str = typer.Option(..., "--out", "-o", help="Folder to write (replaced if it exists)."),
     fmt: str = typer.Option("savedmodel", "--format", "-f", help="savedmodel (any length in, TensorFlow only) or tflite (fixed blocks, for TFLite interpreters)."),
@@ -395,22 +397,18 @@ def export(
 
         yamcap export --format tflite --out exported/tflite --model runs/mine
     """
-    _setup_runtime()
+    from .detectors import load_model
+    from .export import export_model
 
-    def body():
-        from .export import export_model
-        from .detectors import load_model
-
-        detector = load_model(model, yamnet=yamnet, runtime="savedmodel")
-        meta = export_model(detector, out, fmt, block_frames)
-        what = (f"block of {meta['block_samples']} samples -> {meta['block_frames']} frame scores"
-                if fmt == "tflite" else "waveform (any length) -> frame scores, embeddings, start times")
-        typer.echo(f"exported {meta['provenance']['source_fingerprint']} as {fmt} to {out}/ ({what})")
-
-    _guard(body)
+    detector = load_model(model, yamnet=yamnet, runtime="savedmodel")
+    meta = export_model(detector, out, fmt, block_frames)
+    what = (f"block of {meta['block_samples']} samples -> {meta['block_frames']} frame scores"
+            if fmt == "tflite" else "waveform (any length) -> frame scores, embeddings, start times")
+    typer.echo(f"exported {meta['provenance']['source_fingerprint']} as {fmt} to {out}/ ({what})")
 
 
 @app.command()
+@_guarded
 def compare(
     baseline: str = typer.Option("cnn", "--baseline", help="The baseline to compare YAMNet with (cnn: the notebook's CNN)."),
     data: Path = typer.Option(..., "--data", "-d", help="Kaggle-layout data folder."),
@@ -435,26 +433,23 @@ def compare(
 
         yamcap compare --baseline cnn --data ../shared/data/capuchin --out reports/compare
     """
-    _setup_runtime()
     if baseline != "cnn":
         _fail(f"unknown baseline '{baseline}' (only 'cnn')")
 
-    def body():
-        from .compare import run_compare
+    from .compare import run_compare
 
-        cfg = _load_config(config, sets, {"seed": seed})
-        report = run_compare(data, out, cfg, yamnet_model, cnn_model, forest, progress=not quiet, echo=typer.echo,
-                             soundscapes=soundscapes)
-        for name, m in report["models"].items():
-            t = m["test"]
-            typer.echo(f"{name:7s} F1 {t['f1']:.3f}  ROC-AUC {t['roc_auc']:.3f}  PR-AUC {t['pr_auc']:.3f}  "
-                       f"{t['clips_per_s']:.1f} clips/s")
-        typer.echo(f"report written to {out}/report.md")
-
-    _guard(body)
+    cfg = _load_config(config, sets, {"seed": seed})
+    report = run_compare(data, out, cfg, yamnet_model, cnn_model, forest, progress=not quiet, echo=typer.echo,
+                         soundscapes=soundscapes)
+    for name, m in report["models"].items():
+        t = m["test"]
+        typer.echo(f"{name:7s} F1 {t['f1']:.3f}  ROC-AUC {t['roc_auc']:.3f}  PR-AUC {t['pr_auc']:.3f}  "
+                   f"{t['clips_per_s']:.1f} clips/s")
+    typer.echo(f"report written to {out}/report.md")
 
 
 @app.command()
+@_guarded
 def synth(
     calls: Optional[Path] = typer.Option(None, "--calls", help="Folder of call clips (one clip = one call)."),
     negatives: Optional[Path] = typer.Option(None, "--negatives", help="Folder of other-sound clips (distractors)."),
@@ -490,24 +485,20 @@ def synth(
 
         yamcap synth --data ../shared/data/capuchin --manifest runs/y/manifest.csv --splits test --n 20 --seed 2 --out soundscapes/test
     """
-    _setup_runtime()
+    from .synth import SynthParams, synthesize, select_sources
 
-    def body():
-        from .synth import SynthParams, synthesize, select_sources
-
-        sources = select_sources(calls, negatives, backgrounds, data, manifest, splits.split(","), background_list,
-                                 model, echo=typer.echo, progress=not quiet, annotations=annotations)
-        params = SynthParams(n_files=n, seed=seed, duration_s=duration, snr_db_min=snr_range[0],
-                             snr_db_max=snr_range[1], density=density, calls_min=calls_per_file[0],
-                             calls_max=calls_per_file[1])
-        truth = synthesize(*sources, out, params, progress=not quiet, echo=typer.echo)
-        n_calls = sum(1 for e in truth if e.start_s == e.start_s)
-        typer.echo(f"wrote {n} soundscapes with {n_calls} calls to {out}/ (truth.csv, Raven tables)")
-
-    _guard(body)
+    sources = select_sources(calls, negatives, backgrounds, data, manifest, splits.split(","), background_list,
+                             model, echo=typer.echo, progress=not quiet, annotations=annotations)
+    params = SynthParams(n_files=n, seed=seed, duration_s=duration, snr_db_min=snr_range[0],
+                         snr_db_max=snr_range[1], density=density, calls_min=calls_per_file[0],
+                         calls_max=calls_per_file[1])
+    truth = synthesize(*sources, out, params, progress=not quiet, echo=typer.echo)
+    n_calls = sum(1 for e in truth if e.start_s == e.start_s)
+    typer.echo(f"wrote {n} soundscapes with {n_calls} calls to {out}/ (truth.csv, Raven tables)")
 
 
 @app.command()
+@_guarded
 def evaluate(
     audio: List[Path] = typer.Argument(..., help="Soundscapes or recordings (files or folders)."),
     truth: Path = typer.Option(..., "--truth", help="truth.csv (from yamcap synth) or a folder of Raven selection tables."),
@@ -533,28 +524,24 @@ def evaluate(
 
         yamcap evaluate soundscapes/test --truth soundscapes/test/truth.csv --out reports/eval
     """
-    _setup_runtime()
+    from .evaluation import run_evaluate
+    from .fileio import expand_audio_paths
 
-    def body():
-        from .evaluation import run_evaluate
-        from .fileio import expand_audio_paths
-
-        cfg = _load_config(config, sets, {"events.notebook_rule": notebook_rule or None})
-        detector = _load_detector(model, yamnet, runtime, cfg, config, sets)
-        files = expand_audio_paths(audio)
-        r = run_evaluate(detector, truth, files, out, cfg, min_iou, collar, progress=not quiet, echo=typer.echo,
-                         tune=tune)
-        typer.echo(f"{r['files']} files: event P {r['event_precision']:.3f} R {r['event_recall']:.3f} "
-                   f"F1 {r['event_f1']:.3f}; count MAE {r['count_mae']:.2f} (bias {r['count_bias']:+.2f}); "
-                   f"report in {out}/report.md")
-        if r["failures"]:
-            _report_failures([(f["file"], f["reason"]) for f in r["failures"]])
-            raise typer.Exit(1)
-
-    _guard(body)
+    cfg = _load_config(config, sets, {"events.notebook_rule": notebook_rule or None})
+    detector = _load_detector(model, yamnet, runtime, cfg, config, sets)
+    files = expand_audio_paths(audio)
+    r = run_evaluate(detector, truth, files, out, cfg, min_iou, collar, progress=not quiet, echo=typer.echo,
+                     tune=tune)
+    typer.echo(f"{r['files']} files: event P {r['event_precision']:.3f} R {r['event_recall']:.3f} "
+               f"F1 {r['event_f1']:.3f}; count MAE {r['count_mae']:.2f} (bias {r['count_bias']:+.2f}); "
+               f"report in {out}/report.md")
+    if r["failures"]:
+        _report_failures([(f["file"], f["reason"]) for f in r["failures"]])
+        raise typer.Exit(1)
 
 
 @app.command()
+@_guarded
 def benchmark(
     data: Path = typer.Option(..., "--data", "-d", help="Kaggle-layout folder; its forest recordings are the workload."),
     out: Path = typer.Option(Path("benchmarks/results"), "--out", "-o", help="Folder for the results: DATE-MACHINE.json and DATE-MACHINE.md."),
@@ -575,23 +562,19 @@ def benchmark(
 
         yamcap benchmark --data ../shared/data/capuchin --cnn-model runs/cnn
     """
-    _setup_runtime()
+    from .backbones import resolve_yamnet_handle
+    from .benchmark import run_benchmark
 
-    def body():
-        from .backbones import resolve_yamnet_handle
-        from .benchmark import run_benchmark
-
-        handle = resolve_yamnet_handle(yamnet)
-        tfl = tflite
-        if tfl is None and Path(handle).is_dir() and (Path(handle).parent / "yamnet.tflite").exists():
-            tfl = str(Path(handle).parent / "yamnet.tflite")
-        result = run_benchmark(data, out, handle, tfl, cnn_model, model, rss=rss, train=train, echo=typer.echo)
-        typer.echo("results: " + ", ".join(result["written"]))
-
-    _guard(body)
+    handle = resolve_yamnet_handle(yamnet)
+    tfl = tflite
+    if tfl is None and Path(handle).is_dir() and (Path(handle).parent / "yamnet.tflite").exists():
+        tfl = str(Path(handle).parent / "yamnet.tflite")
+    result = run_benchmark(data, out, handle, tfl, cnn_model, model, rss=rss, train=train, echo=typer.echo)
+    typer.echo("results: " + ", ".join(result["written"]))
 
 
 @app.command()
+@_guarded
 def families(
     paths: List[Path] = typer.Argument(..., help="Recordings or folders (searched recursively)."),
     out: Path = typer.Option(..., "--out", "-o", help="families.csv to write (a heat map PNG is written beside it)."),
@@ -610,47 +593,45 @@ def families(
 
         yamcap families "../shared/data/capuchin/Forest Recordings" --out data/annotations/forest/families.csv
     """
-    def body():
-        from .audio import load_audio
-        from .errors import AudioError, YamcapError
-        from .families import background_profile, group_families, similarity, similarity_figure, write_families
-        from .fileio import expand_audio_paths, save_figure
-        from .progress import progress_bar
+    from .audio import load_audio
+    from .errors import AudioError, YamcapError
+    from .families import background_profile, group_families, similarity, similarity_figure, write_families
+    from .fileio import expand_audio_paths, save_figure
+    from .progress import progress_bar
 
-        files = expand_audio_paths(paths)
-        if len(files) < 2:
-            _fail("need at least two recordings")
-        profiles, names, failures = [], [], []
-        with progress_bar(not quiet) as bar:
-            task = bar.add_task("Profiles", total=len(files)) if bar else None
-            for f in files:
-                try:
-                    profiles.append(background_profile(load_audio(f)))
-                    names.append(f.stem)
-                except AudioError as exc:
-                    failures.append((str(f), exc.reason))
-                if bar:
-                    bar.advance(task)
-        if len(set(names)) != len(names):
-            raise YamcapError("two recordings share a file name stem; families are keyed by stem")
-        sim = similarity(profiles, names, max_lag)
-        fams = group_families(sim, threshold)
-        write_families(out, sim, fams)
-        save_figure(similarity_figure(sim, fams), out.with_suffix(".png"))
-        groups = {}
-        for name, fam in fams.items():
-            groups.setdefault(fam, []).append(name)
-        for fam, members in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-            typer.echo(f"{fam}: {' '.join(members)}")
-        typer.echo(f"{len(groups)} families among {len(names)} recordings; wrote {out}")
-        _report_failures(failures)
-        if failures:
-            raise typer.Exit(1)
-
-    _guard(body)
+    files = expand_audio_paths(paths)
+    if len(files) < 2:
+        _fail("need at least two recordings")
+    profiles, names, failures = [], [], []
+    with progress_bar(not quiet) as bar:
+        task = bar.add_task("Profiles", total=len(files)) if bar else None
+        for f in files:
+            try:
+                profiles.append(background_profile(load_audio(f)))
+                names.append(f.stem)
+            except AudioError as exc:
+                failures.append((str(f), exc.reason))
+            if bar:
+                bar.advance(task)
+    if len(set(names)) != len(names):
+        raise YamcapError("two recordings share a file name stem; families are keyed by stem")
+    sim = similarity(profiles, names, max_lag)
+    fams = group_families(sim, threshold)
+    write_families(out, sim, fams)
+    save_figure(similarity_figure(sim, fams), out.with_suffix(".png"))
+    groups = {}
+    for name, fam in fams.items():
+        groups.setdefault(fam, []).append(name)
+    for fam, members in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        typer.echo(f"{fam}: {' '.join(members)}")
+    typer.echo(f"{len(groups)} families among {len(names)} recordings; wrote {out}")
+    _report_failures(failures)
+    if failures:
+        raise typer.Exit(1)
 
 
 @app.command()
+@_guarded
 def panels(
     audio: Path = typer.Argument(..., help="A recording (any audio format)."),
     out: Path = typer.Option(..., "--out", "-o", help="PNG file to write."),
@@ -676,35 +657,33 @@ def panels(
     """
     from .errors import YamcapError
 
-    def body():
-        from .annotations import read_table, table_name
-        from .spectrogram import Mark, file_panels
+    from .annotations import read_table, table_name
+    from .spectrogram import Mark, file_panels
 
-        marks = []
-        if annotations is not None:
-            table = annotations / table_name(audio.stem) if annotations.is_dir() else annotations
-            if table.exists():
-                marks += [Mark(s.begin_s, s.end_s, s.label if s.label != "capuchin" else "call", s.label)
-                          for s in read_table(table)]
-            elif not annotations.is_dir():
-                raise YamcapError(f"{annotations}: annotation table not found")
-        if events is not None:
-            import csv
+    marks = []
+    if annotations is not None:
+        table = annotations / table_name(audio.stem) if annotations.is_dir() else annotations
+        if table.exists():
+            marks += [Mark(s.begin_s, s.end_s, s.label if s.label != "capuchin" else "call", s.label)
+                      for s in read_table(table)]
+        elif not annotations.is_dir():
+            raise YamcapError(f"{annotations}: annotation table not found")
+    if events is not None:
+        import csv
 
-            try:
-                with open(events, newline="") as fh:
-                    rows = [r for r in csv.DictReader(fh) if Path(r["file"]).stem == audio.stem]
-                marks += [Mark(float(r["start_s"]), float(r["end_s"]), f"{float(r['score']):.2f}", "event")
-                          for r in rows]
-            except (OSError, KeyError, ValueError) as exc:
-                raise YamcapError(f"{events}: not a yamcap events.csv ({exc})") from None
-        file_panels(audio, out, start, end, row, fmax, marks)
-        typer.echo(f"wrote {out}")
-
-    _guard(body)
+        try:
+            with open(events, newline="") as fh:
+                rows = [r for r in csv.DictReader(fh) if Path(r["file"]).stem == audio.stem]
+            marks += [Mark(float(r["start_s"]), float(r["end_s"]), f"{float(r['score']):.2f}", "event")
+                      for r in rows]
+        except (OSError, KeyError, ValueError) as exc:
+            raise YamcapError(f"{events}: not a yamcap events.csv ({exc})") from None
+    file_panels(audio, out, start, end, row, fmax, marks)
+    typer.echo(f"wrote {out}")
 
 
 @app.command()
+@_guarded
 def review(
     run_dir: Path = typer.Argument(..., help="A `yamcap count` output folder (events.csv, summary.json)."),
     audio: Optional[List[Path]] = typer.Argument(None, help="The recordings (files or folders), if events.csv's paths do not lead to them from here."),
@@ -734,26 +713,21 @@ def review(
     if missing_dependencies():
         _fail(f"yamcap review needs the 'review' extra ({', '.join(missing_dependencies())} missing): "
               f"{REVIEW_EXTRA_HINT}")
-    _setup_runtime()
+    import threading
+    import webbrowser
 
-    def body():
-        import threading
-        import webbrowser
+    import uvicorn
 
-        import uvicorn
+    from .review.app import create_app
 
-        from .review.app import create_app
-
-        web = create_app(run_dir, annotations, audio or [], data, model_dir=model)
-        state = web.state.review
-        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
-        typer.echo(f"{len(state.by_id)} candidates from {len(state.recordings)} recordings; labels go to "
-                   f"{state.annotations_dir}/\nreview at {url}  (Ctrl-C to stop)")
-        if not no_browser:
-            threading.Timer(1.0, webbrowser.open, args=(url,)).start()
-        uvicorn.run(web, host=host, port=port, log_level="warning")
-
-    _guard(body)
+    web = create_app(run_dir, annotations, audio or [], data, model_dir=model)
+    state = web.state.review
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+    typer.echo(f"{len(state.by_id)} candidates from {len(state.recordings)} recordings; labels go to "
+               f"{state.annotations_dir}/\nreview at {url}  (Ctrl-C to stop)")
+    if not no_browser:
+        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    uvicorn.run(web, host=host, port=port, log_level="warning")
 
 
 def _count_on_beam(paths, out, cfg, model, yamnet, runtime, config, sets, runner, workers, beam_options, plots):
