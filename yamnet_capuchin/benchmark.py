@@ -328,8 +328,8 @@ def render_markdown(r: dict) -> str:
     if "training" in r:
         t = r["training"]
         lines += ["", "## Training", "", "| | seconds |", "|---|---|",
-                  f"| YAMNet head, empty embedding cache | {t['yamnet_cold_cache_s']:.1f} |",
-                  f"| YAMNet head, warm cache | {t['yamnet_warm_cache_s']:.1f} |"]
+                  f"| YAMNet head on the clips (`yamcap train --data DATA`), empty embedding cache | {t['yamnet_cold_cache_s']:.1f} |",
+                  f"| the same, warm cache | {t['yamnet_warm_cache_s']:.1f} |"]
         if "cnn_s" in t:
             lines.append(f"| notebook CNN ({t['cnn_note']}) | {t['cnn_s']:.0f} |")
     return "\n".join(lines) + "\n"
