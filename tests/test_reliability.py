@@ -591,3 +591,33 @@ def test_output_errors_are_yamcap_errors():
     from yamnet_capuchin.fileio import OutputError
 
     assert issubclass(OutputError, YamcapError)
+
+
+# -- models carry no path of the machine they were made on ----------------------------------------
+
+def test_saved_model_records_no_local_path_and_loading_never_uses_one(tiny_yamnet, tmp_path, monkeypatch):
+    out = tmp_path / "m"
+    cfg = Config()
+    cfg.backbone.handle = str(tiny_yamnet)
+    YamnetDetector(random_head(), 0.5, cfg, {}, YamnetBackbone(str(tiny_yamnet))).save(out)
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["backbone"]["handle"] == "" and meta["backbone"]["fingerprint"]
+    assert Config.load(out / "config.toml").backbone.handle == ""
+    assert str(tiny_yamnet) not in (out / "model.json").read_text() + (out / "config.toml").read_text()
+    # an old model that does hold a path: without --yamnet / $YAMCAP_YAMNET the public handle is used
+    meta["backbone"]["handle"] = str(tiny_yamnet)
+    (out / "model.json").write_text(json.dumps(meta))
+    monkeypatch.delenv("YAMCAP_YAMNET", raising=False)
+    asked = []
+
+    class Refused(Exception):
+        pass
+
+    def backbone(handle, runtime="auto"):
+        asked.append(handle)
+        raise Refused
+
+    monkeypatch.setattr("yamnet_capuchin.model.YamnetBackbone", backbone)
+    with pytest.raises(Refused):
+        load_model(out)
+    assert asked == ["https://tfhub.dev/google/yamnet/1"]

@@ -93,6 +93,12 @@ def resolve_yamnet_handle(handle: str | None = None) -> str:
     return handle or os.environ.get(ENV_YAMNET) or DEFAULT_YAMNET_HANDLE
 
 
+def public_handle(handle: str | None) -> str:
+    """What a saved model or config records of a YAMNet handle: a URL as it is; a local path
+    (this machine's own, meaningless elsewhere) as ""."""
+    return handle if handle and re.match(r"^[a-z]+://", handle) else ""
+
+
 def default_threads() -> int:
     """CPU threads for inference: ``$YAMCAP_THREADS``, else all cores."""
     env = os.environ.get("YAMCAP_THREADS", "")

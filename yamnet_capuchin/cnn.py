@@ -16,6 +16,7 @@ As a detector it scores windows of ``selected_length`` samples every ``count_hop
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 
 from . import __version__
 from .audio import SAMPLE_RATE, load_audio
+from .backbones import public_handle
 from .config import Config
 from .dataset import Clip, assign_splits, candidate_clips, split_summary, write_manifest
 from .detectors import MODEL_FORMAT, weights_fingerprint
@@ -164,7 +166,9 @@ class CNNDetector:
             "backbone": CNN_IDENTITY, "audio_backend": self.config.audio.backend, "seed": self.config.seed,
         })
         atomic_write_json(model_dir / "model.json", meta)
-        self.config.save(model_dir / "config.toml")
+        config = copy.deepcopy(self.config)
+        config.backbone.handle = public_handle(config.backbone.handle)  # not this machine's path
+        config.save(model_dir / "config.toml")
 
     REQUIRED_META = ("selected_length", "threshold")
 

@@ -7,14 +7,14 @@ writes); :func:`yamnet_capuchin.detectors.load_model` opens it. The detector con
 
 from __future__ import annotations
 
-import os
+import copy
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .backbones import YamnetBackbone, check_compatible, resolve_yamnet_handle
+from .backbones import YamnetBackbone, check_compatible, public_handle, resolve_yamnet_handle
 from .config import Config
 from .errors import ModelError
 from .detectors import MODEL_FORMAT, YamcapWarning, weights_fingerprint
@@ -80,28 +80,27 @@ class YamnetDetector:
             "threshold": self.threshold,
             "pooling": self.head.pooling,
             "head_params": self.head.get_params(),
-            "backbone": meta.get("backbone") or self.backbone.identity(),
+            "backbone": _portable(meta.get("backbone") or self.backbone.identity()),
             "audio_backend": self.config.audio.backend,
             "seed": self.config.seed,
         })
         atomic_write_json(model_dir / "model.json", meta)
-        self.config.save(model_dir / "config.toml")
+        config = copy.deepcopy(self.config)
+        config.backbone.handle = public_handle(config.backbone.handle)
+        config.save(model_dir / "config.toml")
 
     REQUIRED_META = ("backbone", "head_params", "threshold")
 
     @classmethod
     def from_dir(cls, model_dir: Path, meta: dict, config: Config, yamnet: str | None = None,
                  runtime: str | None = None) -> "YamnetDetector":
-        """The model in ``model_dir`` on YAMNet from ``yamnet`` (default: ``$YAMCAP_YAMNET``, else
-        the handle it was trained with if it exists here, else TF-Hub) run by ``runtime``. A
-        different YAMNet version fails; another runtime of the same version warns."""
+        """The model in ``model_dir`` on YAMNet from ``yamnet`` (default: ``$YAMCAP_YAMNET``, else the
+        public TF-Hub handle) run by ``runtime``. A different YAMNet version fails; another runtime
+        of the same version warns."""
         stored = meta["backbone"]
         if not isinstance(stored, dict):
             raise ModelError(f"{model_dir / 'model.json'}: corrupt backbone record")
-        handle = yamnet or os.environ.get("YAMCAP_YAMNET")
-        if not handle:
-            stored_handle = stored.get("handle", "")
-            handle = stored_handle if stored_handle and Path(stored_handle).exists() else resolve_yamnet_handle()
+        handle = resolve_yamnet_handle(yamnet)  # never a path the model was made with: that was another machine's
         backbone = YamnetBackbone(handle, runtime or "auto").load()  # an unloadable handle fails first
         for note in check_compatible(stored, backbone.identity(), what=str(model_dir)):
             warnings.warn(note, YamcapWarning, stacklevel=3)
@@ -113,6 +112,11 @@ class YamnetDetector:
             raise ModelError(f"{model_dir / 'model.json'}: bad head parameters ({exc})") from None
         _check_head_fits(head, backbone, model_dir)
         return cls(head, meta["threshold"], config, meta, backbone)
+
+
+def _portable(identity: dict) -> dict:
+    """A backbone identity without this machine's path (a URL handle stays)."""
+    return {**identity, "handle": public_handle(identity.get("handle"))}
 
 
 def _check_head_fits(head: FrameHead, backbone: YamnetBackbone, model_dir: Path) -> None:

@@ -108,7 +108,7 @@ def train_yamnet(
             "embed": round(t_embed, 2), "augment": round(t_augment, 2), "heads": round(t_head, 2),
             "total": round(time.perf_counter() - t_start, 2),
         },
-        "cache": {"hits": cache.hits, "misses": cache.misses, "dir": str(cache.root)},
+        "cache": {"hits": cache.hits, "misses": cache.misses},  # not its folder: a path of this machine
     }
     manifest_rows = [c for c, _ in kept]
     with staging_dir(out_dir) as tmp:
