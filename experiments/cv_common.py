@@ -29,10 +29,10 @@ def head_inputs(frames, inputs: str = "embeddings") -> np.ndarray:
     (``head.inputs``), or two experiments: ``"embeddings+spectral_shape*S"``, the spectral shape
     scaled by S instead of the package's 0.25, and ``"embeddings+scores"``, the embeddings
     followed by the 521 AudioSet scores, scaled by 4 to about the embeddings' range; and
-    ``"map:<pooling>"`` for frames whose embeddings hold YAMNet's whole last feature map (see
-    :func:`pool_feature_map`)."""
+    ``"map:<pooling>"`` for frames that carry YAMNet's whole last feature map in
+    ``frames.extra["feature_map"]`` (see :func:`pool_feature_map`)."""
     if inputs.startswith("map:"):
-        return pool_feature_map(frames.embeddings, inputs[4:])
+        return pool_feature_map(frames.extra["feature_map"], inputs[4:])
     if inputs == "embeddings+scores":
         return np.concatenate([frames.embeddings, 4 * frames.class_scores], axis=1).astype(np.float32)
     if inputs.startswith("embeddings+spectral_shape*"):

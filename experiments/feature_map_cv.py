@@ -20,49 +20,22 @@ from pathlib import Path
 
 import numpy as np
 from cv_common import (
-    FEATURE_MAP_SHAPE,
     TrainVal,
     cross_validate,
     print_header,
     print_row,
 )
 
-from yamnet_capuchin.backbones import (
-    YAMNET_HOP,
-    YAMNET_WINDOW,
-    YamnetBackbone,
-    yamnet_frame_count,
-)
+from yamnet_capuchin.backbones import YamnetBackbone
 from yamnet_capuchin.config import Config
 
 FEATURE_MAP_TENSOR = "yamnet_frames/layer14/pointwise_conv/relu/Relu"  # ReLU output before the mean
 
 
-class FeatureMapYamnet(YamnetBackbone):
-    """YAMNet TFLite whose frames carry the whole last feature map, flattened to (F, 6144), in
-    place of the embedding (and no AudioSet scores or log-mel profile, which these rows do not use)."""
-
-    def identity(self) -> dict:
-        # a cache key of its own: these frames are not the package's
-        return {**super().identity(), "frames": "last feature map 3x2x1024"}
-
-    def _load_tflite(self) -> None:
-        super()._load_tflite()
-        self._map_tensor = next(d["index"] for d in self._interpreter.get_tensor_details()
-                                if d["name"].startswith(FEATURE_MAP_TENSOR))
-
-    def _embed_tflite(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        interp, tensor = self._interpreter, self._map_tensor
-        n = yamnet_frame_count(wave.size)
-        padded = np.zeros((n - 1) * YAMNET_HOP + YAMNET_WINDOW, np.float32)
-        padded[: wave.size] = wave
-        windows = np.lib.stride_tricks.sliding_window_view(padded, YAMNET_WINDOW)[::YAMNET_HOP]
-        maps = np.empty((n, int(np.prod(FEATURE_MAP_SHAPE))), np.float32)
-        for i in range(n):
-            interp.set_tensor(self._tfl_input, windows[i][None, :])
-            interp.invoke()
-            maps[i] = interp.get_tensor(tensor)[0].reshape(-1)
-        return np.zeros((n, 0), np.float32), maps, np.zeros((n, 0), np.float32)
+def feature_map_yamnet(tflite: str) -> YamnetBackbone:
+    """YAMNet TFLite whose frames also carry the whole last feature map, flattened to (F, 6144),
+    in ``frames.extra["feature_map"]`` (the backbone's public ``tflite_tensors`` hook)."""
+    return YamnetBackbone(tflite, runtime="tflite", tflite_tensors={"feature_map": FEATURE_MAP_TENSOR})
 
 
 def main() -> None:
@@ -74,7 +47,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="fold assignments (seeds 0..N-1)")
     parser.add_argument("--poolings", nargs="*", default=["mean", "max", "freq", "mean+max"])
     args = parser.parse_args()
-    loaded = TrainVal.load(args.manifest, FeatureMapYamnet(args.yamnet, runtime="tflite"), inputs="map:mean")
+    loaded = TrainVal.load(args.manifest, feature_map_yamnet(args.yamnet), inputs="map:mean")
     # the "mean" row must be YAMNet's own embedding: compare it with the TFLite embedding tensor
     reference = YamnetBackbone(args.yamnet, runtime="tflite").embed(loaded.embedder.load(Path(loaded.clips[0].path)))
     print(f"map mean vs YAMNet TFLite embedding, {loaded.clips[0].path}: max |difference| "

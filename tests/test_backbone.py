@@ -107,3 +107,41 @@ def test_cache_entry_without_mel_profile_is_a_miss(tmp_path):
     path.parent.mkdir(parents=True)
     np.savez(path, start_s=np.zeros(1), embeddings=np.ones((1, 4)), class_scores=np.zeros((1, 2)))
     assert cache.get(key) is None and cache.misses == 1
+
+
+def shared_tflite():
+    from conftest import shared_path
+
+    path = shared_path("YAMCAP_YAMNET_TFLITE", "shared/models/yamnet.tflite")
+    if path is None:
+        pytest.skip("needs ../shared/models/yamnet.tflite (YAMNet TFLite)")
+    return path
+
+
+@pytest.mark.realdata
+def test_tflite_tensors_hook_rides_along_and_keys_the_cache(tmp_path):
+    """Internal TFLite tensors come back per frame in Frames.extra through the public hook, and
+    frames with them are cached apart from frames without them."""
+    tflite = shared_tflite()
+    from yamnet_capuchin.backbones import TFLITE_EMBEDDING_TENSOR
+    from yamnet_capuchin.cache import EmbeddingCache
+
+    plain = YamnetBackbone(str(tflite), runtime="tflite")
+    hooked = YamnetBackbone(str(tflite), runtime="tflite", tflite_tensors={"emb": TFLITE_EMBEDDING_TENSOR})
+    wave = np.random.default_rng(0).uniform(-0.1, 0.1, 16000 * 3).astype(np.float32)
+    frames = hooked.embed(wave)
+    assert frames.extra["emb"].shape == frames.embeddings.shape
+    assert np.array_equal(frames.extra["emb"], frames.embeddings)  # the same tensor, read twice
+    assert plain.embed(wave).extra == {}
+    kept = frames.select(np.array([0, 2]))
+    assert np.array_equal(kept.extra["emb"], frames.extra["emb"][[0, 2]])
+    cache = EmbeddingCache(tmp_path)
+    k_plain = cache.key("sha", plain.identity(), {})
+    k_hooked = cache.key("sha", hooked.identity(), {})
+    assert k_plain != k_hooked
+    cache.put(k_hooked, frames)
+    assert np.array_equal(cache.get(k_hooked).extra["emb"], frames.extra["emb"])
+    with pytest.raises(ModelError, match="no tensor 'nope'"):
+        YamnetBackbone(str(tflite), runtime="tflite", tflite_tensors={"x": "nope"}).load()
+    with pytest.raises(ModelError, match="TFLite runtime"):
+        YamnetBackbone("some/savedmodel", runtime="savedmodel", tflite_tensors={"x": "y"})

@@ -40,6 +40,8 @@ class EmbeddingCache:
     @staticmethod
     def key(content_sha256: str, backbone_identity: dict, frontend: dict, variant: str = "") -> str:
         ident = {k: backbone_identity.get(k) for k in ("name", "version", "runtime", "fingerprint")}
+        if backbone_identity.get("tensors"):  # frames that carry extra tensors are other entries
+            ident["tensors"] = backbone_identity["tensors"]
         blob = json.dumps([content_sha256, ident, frontend, variant], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -52,7 +54,8 @@ class EmbeddingCache:
         path = self._path(key)
         try:
             with np.load(path) as data:
-                frames = Frames(data["start_s"], data["embeddings"], data["class_scores"], data["mel_profile"])
+                extra = {k[len("extra:"):]: data[k] for k in data.files if k.startswith("extra:")}
+                frames = Frames(data["start_s"], data["embeddings"], data["class_scores"], data["mel_profile"], extra)
         except (FileNotFoundError, OSError, KeyError, ValueError):  # KeyError: written by an older version
             self.misses += 1
             return None
@@ -65,4 +68,4 @@ class EmbeddingCache:
         with atomic_path(self._path(key)) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, start_s=frames.start_s, embeddings=frames.embeddings, class_scores=frames.class_scores,
-                         mel_profile=frames.mel_profile)
+                         mel_profile=frames.mel_profile, **{f"extra:{k}": v for k, v in frames.extra.items()})

@@ -1,31 +1,28 @@
-"""Frozen embedding backbones: YAMNet (SavedModel through tensorflow_hub, or TFLite).
+"""YAMNet (SavedModel through tensorflow_hub, or TFLite) as a :class:`~.base.Backbone`.
 
-A backbone turns a 16 kHz waveform into frames: one 1024-d embedding, 521 AudioSet scores and
-the 64-band log-mel profile per 0.96 s window (15600 samples), hop 0.48 s (7680 samples). Frame ``i`` starts at
-``i * 0.48`` s; the last window is zero-padded, so a waveform of ``n`` samples gives
-``1 + ceil((n - 15600) / 7680)`` frames (1 when ``n <= 15600``).
-
-Because frame ``i`` depends only on samples ``[i*7680, i*7680 + 15600)``, a long file can be
-embedded block by block (blocks overlapping by 7920 samples) with the same result as a
-whole-file pass; :mod:`yamnet_capuchin.streaming` relies on that.
+Per 0.96 s window (15600 samples), hop 0.48 s (7680 samples): one 1024-d embedding, 521
+AudioSet scores and the 64-band log-mel profile. A waveform of ``n`` samples gives
+``1 + ceil((n - 15600) / 7680)`` frames (1 when ``n <= 15600``). With the TFLite runtime, any
+other internal tensor can ride along per frame (``tflite_tensors``, in :attr:`Frames.extra`):
+research code reads YAMNet's insides through that, never by patching this class.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import os
 import re
-import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
-from .config import DEFAULT_YAMNET_HANDLE
-from .errors import ModelError
+from ..config import DEFAULT_YAMNET_HANDLE
+from ..errors import ModelError
+from .base import Frames, frame_times
+from .runtime import configure_tensorflow, default_threads, quiet_native_stderr
 
 YAMNET_WINDOW = 15600  # samples at 16 kHz (0.975 s: 96 log-mel frames of 10 ms + 25 ms window)
 YAMNET_HOP = 7680  # samples (0.48 s)
@@ -35,40 +32,6 @@ YAMNET_MEL_BANDS = 64  # log-mel bands, 125-7500 Hz
 YAMNET_PATCH_ROWS = 96  # 10 ms spectrogram rows per frame; frames start every 48 rows
 TFLITE_EMBEDDING_TENSOR = "yamnet_frames/global_average_pooling2d/Mean"
 ENV_YAMNET = "YAMCAP_YAMNET"
-
-
-@dataclass
-class Frames:
-    """Backbone output for one waveform.
-
-    start_s: (F,) frame start times in seconds from the waveform start
-    embeddings: (F, D) float32
-    class_scores: (F, 521) float32 AudioSet scores (empty (F, 0) when not available)
-    mel_profile: (F, 64) float32 mean log-mel energy per band over the frame's 96 spectrogram
-        rows (YAMNet's own front end; empty (F, 0) when not available)
-    """
-
-    start_s: np.ndarray
-    embeddings: np.ndarray
-    class_scores: np.ndarray
-    mel_profile: np.ndarray | None = None
-
-    def __post_init__(self):
-        if self.mel_profile is None:
-            self.mel_profile = np.zeros((len(self), 0), np.float32)
-
-    def __len__(self) -> int:
-        return int(self.start_s.shape[0])
-
-    def select(self, keep: np.ndarray, shift_s: float = 0.0) -> Frames:
-        """The frames where ``keep`` (boolean or index array), start times moved by ``-shift_s``."""
-        return Frames(self.start_s[keep] - shift_s, self.embeddings[keep], self.class_scores[keep],
-                      self.mel_profile[keep])
-
-
-def frame_times(n_frames: int, hop_samples: int, sample_rate: int = 16000) -> np.ndarray:
-    """Start times (s) of ``n_frames`` frames ``hop_samples`` apart: ``i * hop / rate``."""
-    return np.arange(n_frames, dtype=np.float64) * hop_samples / sample_rate
 
 
 def patch_means(log_mel: np.ndarray, n_frames: int) -> np.ndarray:
@@ -99,70 +62,6 @@ def public_handle(handle: str | None) -> str:
     return handle if handle and re.match(r"^[a-z]+://", handle) else ""
 
 
-def default_threads() -> int:
-    """CPU threads for inference: ``$YAMCAP_THREADS``, else all cores."""
-    env = os.environ.get("YAMCAP_THREADS", "")
-    return int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
-
-
-def import_tensorflow():
-    """Import TensorFlow without its start-up noise on stderr (CUDA probing on CPU machines)."""
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()  # the CUDA probe logs here, once
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-    _set_threads(tf, default_threads())
-    return tf
-
-
-@contextlib.contextmanager
-def quiet_native_stderr():
-    """Silence what native code writes to file descriptor 2 while the block runs (the TFLite
-    runtime prints ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` from C++, past
-    Python's logging and TF_CPP_MIN_LOG_LEVEL). Python-level errors still raise as usual;
-    ``YAMCAP_DEBUG=1`` leaves stderr alone."""
-    if os.environ.get("YAMCAP_DEBUG"):
-        yield
-        return
-    with contextlib.suppress(Exception):
-        sys.stderr.flush()
-    try:
-        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    except OSError:  # no fd 2 to redirect
-        yield
-        return
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def _set_threads(tf, threads: int) -> None:
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-    except RuntimeError:  # the runtime is already initialised: keep what is set
-        pass
-
-
-def configure_tensorflow(threads: int | None = None) -> None:
-    """Quiet TensorFlow's start-up logging and size its thread pools to the machine."""
-    tf = import_tensorflow()
-    _set_threads(tf, threads or default_threads())
-
-
 class YamnetBackbone:
     """Frozen YAMNet.
 
@@ -175,6 +74,10 @@ class YamnetBackbone:
     threads : CPU threads for inference (default: ``$YAMCAP_THREADS``, else all cores for the
         SavedModel and all but one for TFLite, whose single-frame calls gain less from threads
         than decoding ahead gains from a core of its own).
+    tflite_tensors : ``{name: tensor name (or its prefix)}`` of internal TFLite tensors to
+        return per frame in :attr:`Frames.extra` (flattened, (F, size)), e.g. the last feature
+        map ``"yamnet_frames/layer14/pointwise_conv/relu/Relu"``; TFLite runtime only. They
+        enter :meth:`identity`, so cached frames with and without them never mix.
     """
 
     name = "yamnet"
@@ -182,7 +85,8 @@ class YamnetBackbone:
     hop_samples = YAMNET_HOP
     embedding_dim = YAMNET_EMBEDDING_DIM
 
-    def __init__(self, handle: str | None = None, runtime: str = "auto", threads: int | None = None):
+    def __init__(self, handle: str | None = None, runtime: str = "auto", threads: int | None = None,
+                 tflite_tensors: Mapping[str, str] | None = None):
         self.handle = resolve_yamnet_handle(handle)
         if runtime == "auto":
             runtime = "tflite" if self.handle.lower().endswith(".tflite") else "savedmodel"
@@ -199,6 +103,9 @@ class YamnetBackbone:
         self._model = None
         self._interpreter = None
         self._tfl_kernels = ""
+        self.tflite_tensors = dict(tflite_tensors or {})
+        if self.tflite_tensors and runtime != "tflite":
+            raise ModelError("tflite_tensors need the TFLite runtime (a .tflite handle)")
 
     # -- identity -----------------------------------------------------------------------
     @property
@@ -219,6 +126,8 @@ class YamnetBackbone:
         if self.runtime == "tflite":
             self.load()
             ident["tflite_kernels"] = self._tfl_kernels
+        if self.tflite_tensors:
+            ident["tensors"] = dict(sorted(self.tflite_tensors.items()))
         return ident
 
     def fingerprint(self) -> str:
@@ -298,6 +207,14 @@ class YamnetBackbone:
         self._tfl_scores = scores[0]["index"] if scores else None
         self._tfl_log_mel = log_mel[0]["index"] if log_mel else None
         self._interpreter = interp
+        details = interp.get_tensor_details()
+        self._tfl_extra = {}
+        for key, wanted in self.tflite_tensors.items():
+            found = [d["index"] for d in details if d["name"] == wanted] or [
+                d["index"] for d in details if d["name"].startswith(wanted)]
+            if not found:
+                raise ModelError(f"'{self.handle}' has no tensor '{wanted}' (asked for as '{key}')")
+            self._tfl_extra[key] = found[0]
         with warnings.catch_warnings(), quiet_native_stderr():
             warnings.simplefilter("ignore")
             self._tfl_kernels = tflite_kernels(self.handle, interp, self._tfl_input, self._tfl_embedding)
@@ -307,17 +224,18 @@ class YamnetBackbone:
         """Frames of a float32 16 kHz waveform, shape (n_samples,)."""
         self.load()
         wave = np.asarray(waveform, dtype=np.float32).reshape(-1)
+        extra = {}
         if self._interpreter is not None:
-            scores, emb, profile = self._embed_tflite(wave)
+            scores, emb, profile, extra = self._embed_tflite(wave)
         else:
             out = self._model(wave)
             scores, emb = np.asarray(out[0]), np.asarray(out[1])
             profile = patch_means(np.asarray(out[2]), emb.shape[0]) if len(out) > 2 else None
         n = emb.shape[0]
         start = frame_times(n, YAMNET_HOP)
-        return Frames(start, emb.astype(np.float32, copy=False), scores.astype(np.float32, copy=False), profile)
+        return Frames(start, emb.astype(np.float32, copy=False), scores.astype(np.float32, copy=False), profile, extra)
 
-    def _embed_tflite(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _embed_tflite(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
         n = yamnet_frame_count(wave.size)
         padded = np.zeros((n - 1) * YAMNET_HOP + YAMNET_WINDOW, np.float32)
         padded[: wave.size] = wave
@@ -326,6 +244,7 @@ class YamnetBackbone:
         emb = np.empty((n, YAMNET_EMBEDDING_DIM), np.float32)
         scores = np.empty((n, YAMNET_CLASSES), np.float32)
         profile = np.empty((n, YAMNET_MEL_BANDS), np.float32)
+        extra: dict[str, list[np.ndarray]] = {k: [] for k in self._tfl_extra}
         for i in range(n):
             interp.set_tensor(self._tfl_input, frames[i][None, :])
             interp.invoke()
@@ -334,11 +253,13 @@ class YamnetBackbone:
                 scores[i] = interp.get_tensor(self._tfl_scores)[0]
             if self._tfl_log_mel is not None:
                 profile[i] = interp.get_tensor(self._tfl_log_mel).mean(axis=0)
+            for key, index in self._tfl_extra.items():
+                extra[key].append(interp.get_tensor(index).reshape(-1).astype(np.float32))
         if self._tfl_scores is None:
             scores = np.zeros((n, 0), np.float32)
         if self._tfl_log_mel is None:
             profile = np.zeros((n, 0), np.float32)
-        return scores, emb, profile
+        return scores, emb, profile, {k: np.stack(v) for k, v in extra.items()}
 
     def n_parameters(self) -> int | None:
         """Weights in the loaded SavedModel (None for the TFLite runtime or an unusual model)."""
@@ -383,41 +304,3 @@ def tflite_kernels(path: str, interp, input_index: int, embedding_index: int) ->
         it.invoke()
         out.append(it.get_tensor(embedding_index).copy())
     return "reference" if np.array_equal(out[0], out[1]) else "xnnpack"
-
-
-def check_compatible(stored: dict, actual: dict, what: str = "model") -> list[str]:
-    """Compare a model's recorded backbone with the one in use.
-
-    Raises :class:`ModelError` when the family or version differs; returns warnings when only
-    the runtime or the weights fingerprint differ (e.g. SavedModel vs TFLite of YAMNet).
-    """
-    if stored.get("name") != actual.get("name"):
-        raise ModelError(
-            f"{what} was trained on backbone '{stored.get('name')}', not '{actual.get('name')}'"
-        )
-    if str(stored.get("version")) != str(actual.get("version")):
-        raise ModelError(
-            f"{what} was trained on {stored.get('name')} version {stored.get('version')}, "
-            f"but version {actual.get('version')} is loaded ({actual.get('handle')})"
-        )
-    notes = []
-    kernels = {stored.get("tflite_kernels") or "", actual.get("tflite_kernels") or ""}
-    if stored.get("runtime") != actual.get("runtime"):
-        notes.append(
-            f"{what} was trained with the YAMNet {stored.get('runtime')} runtime and now runs with "
-            f"{actual.get('runtime')}: same weights, slightly different embeddings"
-            + ("; this TensorFlow runs TFLite's int8 weights on reference kernels, which differ more "
-               "(cosine min 0.92): prefer the SavedModel, or TensorFlow >= 2.19"
-               if actual.get("tflite_kernels") == "reference" else "")
-        )
-    elif "" not in kernels and len(kernels) == 2:
-        notes.append(
-            f"{what} was trained with YAMNet TFLite on {stored['tflite_kernels']} kernels, now "
-            f"{actual['tflite_kernels']} kernels (another TensorFlow version): embeddings differ (cosine min 0.92)"
-        )
-    if stored.get("runtime") == actual.get("runtime") and stored.get("fingerprint") != actual.get("fingerprint"):
-        notes.append(
-            f"{what} was trained with YAMNet from '{stored.get('handle')}', now '{actual.get('handle')}' "
-            "(different files of the same version)"
-        )
-    return notes
