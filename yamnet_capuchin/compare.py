@@ -18,7 +18,7 @@ from .events import detect_events, notebook_rule_events
 from .fileio import atomic_write_json, atomic_write_text, expand_audio_paths, save_figure, staging_dir
 from .metrics import classification_metrics
 from .detectors import load_model
-from .progress import progress_bar
+from .progress import progress_bar, track
 
 MODEL_FILES = ("head.npz", "cnn.weights.h5")
 
@@ -41,14 +41,10 @@ def evaluate_clips(detector, clips: list[Clip], backend: str, progress: bool) ->
     """Clip scores, metrics at the model's threshold and throughput (decode included)."""
     scores, audio_s, cache = [], 0.0, {}
     t0 = time.perf_counter()
-    with progress_bar(progress) as bar:
-        task = bar.add_task(f"Scoring test clips ({detector.kind})", total=len(clips)) if bar else None
-        for clip in clips:
-            wave = _clip_wave(clip, backend, cache)
-            audio_s += wave.size / SAMPLE_RATE
-            scores.append(detector.clip_score(wave))
-            if bar:
-                bar.advance(task)
+    for clip in track(clips, f"Scoring test clips ({detector.kind})", len(clips), progress):
+        wave = _clip_wave(clip, backend, cache)
+        audio_s += wave.size / SAMPLE_RATE
+        scores.append(detector.clip_score(wave))
     wall = time.perf_counter() - t0
     labels = np.array([c.label for c in clips])
     m = classification_metrics(labels, np.array(scores), detector.threshold)

@@ -92,21 +92,17 @@ def evaluate_detector(detector, truth: dict, files, config, min_iou: float = 0.3
     from .count import NOTEBOOK_THRESHOLD, event_params, score_and_detect
     from .errors import AudioError, YamcapError
     from .events import detect_events, notebook_rule_events
-    from .progress import progress_bar
+    from .progress import track
 
     files = [f for f in files if Path(f).stem in truth]
     if not files:
         raise YamcapError("none of the audio files has ground truth (matched by file stem)")
     scored, failures = {}, []
-    with progress_bar(progress) as bar:
-        task = bar.add_task(label, total=len(files)) if bar else None
-        for f in files:
-            try:
-                scored[Path(f).stem] = score_and_detect(detector, f, config)
-            except AudioError as exc:
-                failures.append((str(f), exc.reason))
-            if bar:
-                bar.advance(task)
+    for f in track(files, label, len(files), progress):
+        try:
+            scored[Path(f).stem] = score_and_detect(detector, f, config)
+        except AudioError as exc:
+            failures.append((str(f), exc.reason))
     truth = {k: v for k, v in truth.items() if k in scored}
     params = event_params(config, detector.threshold)
     rule = "notebook" if config.events.notebook_rule else "events"

@@ -309,19 +309,15 @@ def call_free(paths: Sequence[Path], model=None, echo: Callable[[str], None] = p
     from .count import score_and_detect
     from .errors import AudioError
     from .detectors import load_model
-    from .progress import progress_bar
+    from .progress import track
 
     detector = load_model(model)
     keep = []
-    with progress_bar(progress) as bar:
-        task = bar.add_task("Checking backgrounds are call-free", total=len(paths)) if bar else None
-        for p in paths:
-            try:
-                if not score_and_detect(detector, p, Config()).events:
-                    keep.append(p)
-            except AudioError as exc:
-                echo(f"skipped background {exc}")
-            if bar:
-                bar.advance(task)
+    for p in track(paths, "Checking backgrounds are call-free", len(paths), progress):
+        try:
+            if not score_and_detect(detector, p, Config()).events:
+                keep.append(p)
+        except AudioError as exc:
+            echo(f"skipped background {exc}")
     echo(f"call-free backgrounds ({len(keep)} of {len(paths)}): {', '.join(p.stem for p in keep)}")
     return keep

@@ -19,7 +19,7 @@ from .fileio import atomic_write_json, file_sha256, save_figure, staging_dir
 from .head import POOLINGS, FrameHead, head_inputs
 from .metrics import best_f1_threshold, classification_metrics
 from .model import YamnetDetector
-from .progress import progress_bar
+from .progress import track
 
 
 def train_yamnet(
@@ -131,11 +131,8 @@ def _augmented(kept, embedder: ClipEmbedder, config: Config, progress: bool):
     train = [c for c, _ in kept if c.split == "train"]
     n_copies = sum(not c.is_segment for c in train) * config.augment.copies
     xs, ys = [], []
-    with progress_bar(progress) as bar:
-        task = bar.add_task("Augmenting", total=n_copies) if bar else None
-        for frames, label in embedder.training_copies(train, config.augment, config.augment.copies, config.seed):
-            xs.append(head_inputs(frames, config.head.inputs))
-            ys.append(label)
-            if bar:
-                bar.advance(task)
+    copies = embedder.training_copies(train, config.augment, config.augment.copies, config.seed)
+    for frames, label in track(copies, "Augmenting", n_copies, progress):
+        xs.append(head_inputs(frames, config.head.inputs))
+        ys.append(label)
     return xs, np.array(ys)
