@@ -15,18 +15,12 @@ import pytest
 from typer.testing import CliRunner
 
 from synth import soundscape, write
-from test_reliability import model_dir, one_line_error  # noqa: F401  (model_dir: a fixture)
+from test_reliability import env, model_dir, one_line_error  # noqa: F401  (env, model_dir: fixtures)
 from yamnet_capuchin import beam as beam_mod
 from yamnet_capuchin.cli import app
 from yamnet_capuchin.errors import YamcapError
 
 pytest.importorskip("apache_beam", reason="the [beam] extra is not installed")
-
-
-@pytest.fixture
-def env(tiny_yamnet, monkeypatch):
-    monkeypatch.setenv("YAMCAP_YAMNET", str(tiny_yamnet))
-    monkeypatch.setenv("COLUMNS", "200")
 
 
 @pytest.fixture
