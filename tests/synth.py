@@ -120,6 +120,40 @@ def build_tiny_yamnet(path: Path, tflite_ready: bool = False) -> Path:
     return path
 
 
+def build_tiny_birdnet(folder: Path) -> Path:
+    """A TFLite file with BirdNET 2.4's interface: input [batch, 144000] (3 s at 48 kHz),
+    an internal ``model/GLOBAL_AVG_POOL/Mean`` (batch, 1024) embedding and [batch, 10] logits,
+    with a labels file beside it whose last class is the Capuchinbird. Embeddings are log
+    energies of 64 sample blocks through a fixed random projection."""
+    from yamnet_capuchin.backbones import import_tensorflow
+
+    tf = import_tensorflow()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    labels = [f"Genus species{i}_Bird {i}" for i in range(9)] + ["Perissocephalus tricolor_Capuchinbird"]
+    proj = rng.standard_normal((64, 1024)).astype(np.float32) / 8
+    classes = rng.standard_normal((1024, len(labels))).astype(np.float32) / 32
+
+    class TinyBirdnet(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 144000], tf.float32)])
+        def __call__(self, x):
+            with tf.name_scope("model"):
+                blocks = tf.reshape(x, [-1, 2250, 64])
+                energy = tf.math.log(tf.reduce_mean(tf.square(blocks), axis=1) + 1e-6)
+                h = tf.nn.relu(tf.matmul(energy, proj))[:, None, None, :]
+                with tf.name_scope("GLOBAL_AVG_POOL"):
+                    emb = tf.reduce_mean(h, axis=[1, 2])
+                return tf.matmul(emb, classes)
+
+    module = TinyBirdnet()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.__call__.get_concrete_function()], module)
+    model = folder / "BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"
+    model.write_bytes(converter.convert())
+    (folder / "BirdNET_GLOBAL_6K_V2.4_Labels.txt").write_text("\n".join(labels) + "\n")
+    return model
+
+
 def tfio_loads() -> bool:
     """Whether the optional tensorflow-io backend can run here (it needs TensorFlow <= 2.17)."""
     try:

@@ -40,8 +40,9 @@ class EmbeddingCache:
     @staticmethod
     def key(content_sha256: str, backbone_identity: dict, frontend: dict, variant: str = "") -> str:
         ident = {k: backbone_identity.get(k) for k in ("name", "version", "runtime", "fingerprint")}
-        if backbone_identity.get("tensors"):  # frames that carry extra tensors are other entries
-            ident["tensors"] = backbone_identity["tensors"]
+        for extra in ("tensors", "hop_samples"):  # extra tensors, another framing: other entries
+            if backbone_identity.get(extra):
+                ident[extra] = backbone_identity[extra]
         blob = json.dumps([content_sha256, ident, frontend, variant], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 

