@@ -11,6 +11,10 @@ outer folds and printed (event precision / recall / F1 at IoU >= 0.3, count MAE,
 share, false events per hour of call-free audio), once with the inner-chosen parameters and
 once with the configuration's fixed ``[events]``.
 
+``--set backbone.name=birdnet`` runs the same on BirdNET 2.4's embeddings; with ``--zero-shot``
+no head is trained and BirdNET's own Capuchinbird score is the frame score (event rules still
+chosen on inner folds).
+
 ``--tune-all`` also prints the parameters that the same grid chooses on the out-of-fold
 scores of *all* recordings: the candidate default for configs/default.toml (choosing it
 there does not touch the nested figures above).
@@ -29,7 +33,7 @@ import numpy as np
 
 from yamnet_capuchin.annotations import CALL, read_folder
 from yamnet_capuchin.audio import SAMPLE_RATE
-from yamnet_capuchin.backbones import YamnetBackbone
+from yamnet_capuchin.backbones import make_backbone
 from yamnet_capuchin.cache import EmbeddingCache
 from yamnet_capuchin.config import Config
 from yamnet_capuchin.count import event_params
@@ -96,7 +100,7 @@ class Data:
 
     def __init__(self, cfg: Config, data_dir: Path, ann_dir: Path, echo=print):
         self.cfg = cfg
-        backbone = YamnetBackbone(cfg.backbone.handle or None, cfg.backbone.runtime).load()
+        backbone = make_backbone(cfg.backbone.name, cfg.backbone.handle or None, cfg.backbone.runtime).load()
         self.window_s = backbone.window_samples / SAMPLE_RATE
         self.hop_s = backbone.hop_samples / SAMPLE_RATE
         self.embedder = ClipEmbedder(backbone, EmbeddingCache(cfg.cache_dir or None), cfg.audio.backend)
@@ -168,7 +172,11 @@ class Data:
         return FrameHead(pooling=pooling, seed=self.cfg.seed, **params).fit(
             x, np.array(y), vx, np.array(vy), sample_weight=np.array(w) if self.negative_weight != 1.0 else None)
 
-    def frame_scores(self, head: FrameHead, stems) -> dict:
+    def frame_scores(self, head: FrameHead | None, stems) -> dict:
+        """Frame scores of ``stems``: the head's, or (``head`` None) the backbone's own zero-shot
+        Capuchinbird score (BirdNET: ``frames.extra["capuchinbird"]``)."""
+        if head is None:
+            return {s: (self.rec_x[s][0], self.embedder.embed(self.audio[s]).extra["capuchinbird"][:, 0]) for s in stems}
         return {s: (self.rec_x[s][0], head.frame_scores(self.rec_x[s][1])) for s in stems}
 
 
@@ -180,6 +188,8 @@ def main(argv=None) -> int:
     ap.add_argument("--config", type=Path)
     ap.add_argument("--set", dest="sets", action="append", default=[])
     ap.add_argument("--tune-all", action="store_true")
+    ap.add_argument("--zero-shot", action="store_true",
+                    help="no head: score frames with the backbone's own Capuchinbird class (--set backbone.name=birdnet)")
     ap.add_argument("--negative-weight", type=float, default=1.0,
                     help="training weight of the annotated recordings' non-call segments (default 1)")
     ap.add_argument("--out", type=Path, help="write the pooled results and per-file counts as JSON here")
@@ -205,13 +215,13 @@ def main(argv=None) -> int:
         for j in range(args.folds):
             if j == k:
                 continue
-            head = d.fit([s for s in stems if fold[s] not in (j, k)])
+            head = None if args.zero_shot else d.fit([s for s in stems if fold[s] not in (j, k)])
             inner_scores.update(d.frame_scores(head, [s for s in stems if fold[s] == j]))
         params, inner = choose_params(inner_scores, d.tables, d.durations, d.window_s, d.hop_s)
         params_best, _ = choose_params(inner_scores, d.tables, d.durations, d.window_s, d.hop_s, rule="best")
         chosen.append({"plateau": params.__dict__, "best": params_best.__dict__})
         inner_saved.update({f"fold{k}/{stem}": v for stem, v in inner_scores.items()})
-        head = d.fit([s for s in stems if fold[s] != k])
+        head = None if args.zero_shot else d.fit([s for s in stems if fold[s] != k])
         scores = d.frame_scores(head, outer)
         oof_scores.update(scores)
         nested_pred.update(events_of(scores, params, d.window_s, d.hop_s))
