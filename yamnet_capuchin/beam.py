@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from .config import Config
-from .count import (STATE_DIR, CountRun, FileCount, check_outputs, clip_names, content_sha, file_key, input_failure,
-                    resumed_result, run_identity, score_file, state_from_text, write_file_outputs,
+from .count import (STATE_DIR, CountRun, FileCount, check_outputs, clip_names, content_sha, file_key, header_info,
+                    input_failure, resumed_result, run_identity, score_file, state_from_text, write_file_outputs,
                     write_summary_outputs)
+from .detectors import load_model
 from .errors import AudioError, YamcapError
 from .fileio import AUDIO_EXTENSIONS, expand_audio_paths, output_lock
 from .outputs import output_stems
@@ -229,8 +230,6 @@ def _count_file_fn():
             self.job = job
 
         def setup(self):
-            from .detectors import load_model
-
             self._tmp = tempfile.TemporaryDirectory(prefix="yamcap-model-")
             job = self.job
             self.config = Config.from_dict(job.config)
@@ -268,9 +267,7 @@ def _count_file_fn():
 
 
 def _native_rate(path: Path):
-    from .count import _info
-
-    info = _info(path)
+    info = header_info(path)
     return info.sample_rate if info else None
 
 

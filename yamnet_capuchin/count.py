@@ -242,7 +242,7 @@ def _count_files(detector, paths: Sequence[Path], out_dir: Path, config: Config,
             done[str(path)] = state
         else:
             todo.append((Path(path), sha))
-    infos = {p: _info(p) for p, _ in todo}
+    infos = {p: header_info(p) for p, _ in todo}
     results: dict[str, FileCount] = {}
     failures: dict[str, str] = {}
     with audio_progress(progress) as bar:
@@ -275,7 +275,7 @@ def _count_files(detector, paths: Sequence[Path], out_dir: Path, config: Config,
     return run
 
 
-def _info(path: Path):
+def header_info(path: Path):
     """The file's header (native rate, length), or None where it cannot be read (the file then
     fails when it is decoded, with the reason)."""
     try:

@@ -26,12 +26,14 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .backbones import YAMNET_HOP, YAMNET_WINDOW, frame_times, import_tensorflow, yamnet_frame_count
+from .backbones import (YAMNET_HOP, YAMNET_WINDOW, default_threads, frame_times, import_tensorflow,
+                        quiet_native_stderr, yamnet_frame_count)
 from .config import Config
 from .errors import ModelError
 from .fileio import atomic_write_json, staging_dir
@@ -217,13 +219,9 @@ class ExportedDetector:
                 raise ModelError(f"{self.model_dir}: cannot load the SavedModel "
                                  f"({str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__})") from None
             return
-        from .backbones import default_threads, quiet_native_stderr
-
         path = self.model_dir / TFLITE_NAME
         if not path.is_file():
             raise ModelError(f"{path}: missing (the exported model is incomplete)")
-        import warnings
-
         with warnings.catch_warnings(), quiet_native_stderr():
             warnings.simplefilter("ignore")
             try:

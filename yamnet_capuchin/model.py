@@ -1,4 +1,4 @@
-"""The YAMNet-head detector: frozen YAMNet frames -> :class:`~yamnet_capuchin.head.FrameHead` scores.
+"""The head detector: frozen backbone frames (YAMNet, or BirdNET) -> :class:`~yamnet_capuchin.head.FrameHead` scores.
 
 Its model directory holds ``model.json``, ``config.toml`` and ``head.npz`` (plus what training
 writes); :func:`yamnet_capuchin.detectors.load_model` opens it. The detector contract is in
@@ -16,8 +16,8 @@ import numpy as np
 from . import __version__
 from .backbones import YamnetBackbone, check_compatible, make_backbone, public_handle, resolve_yamnet_handle
 from .config import Config
-from .errors import ModelError
 from .detectors import MODEL_FORMAT, YamcapWarning, weights_fingerprint
+from .errors import ModelError
 from .fileio import atomic_write_json
 from .head import FrameHead
 
