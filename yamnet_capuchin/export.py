@@ -34,7 +34,7 @@ import numpy as np
 from . import __version__
 from .backbones import (YAMNET_HOP, YAMNET_WINDOW, default_threads, frame_times, import_tensorflow,
                         quiet_native_stderr, yamnet_frame_count)
-from .config import Config
+from .config import DEFAULT_BLOCK_FRAMES, Config
 from .errors import ModelError
 from .fileio import atomic_write_json, staging_dir
 
@@ -42,7 +42,6 @@ EXPORT_FORMAT = "yamcap-export/1"
 EXPORT_FORMATS = ("savedmodel", "tflite")
 META_NAME = "yamcap_export.json"
 TFLITE_NAME = "model.tflite"
-DEFAULT_BLOCK_FRAMES = 16  # frames per TFLite invoke: 16 ran fastest of 1, 16, 64, 256 (docs/export.md)
 SAMPLE_RATE = 16000
 
 
