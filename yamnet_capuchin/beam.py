@@ -23,6 +23,7 @@ its outputs are there. Apache Beam is imported only here (``pip install 'yamnet-
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -333,7 +334,7 @@ def count_on_beam(
     del detector
     echo(f"counting {len(files)} files on {RUNNERS[runner]} ({' '.join(args[1:]) or 'default options'})")
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
-    holder = output_lock(out, "yamcap count") if is_local(out) else _no_lock()
+    holder = output_lock(out, "yamcap count") if is_local(out) else contextlib.nullcontext()
     with holder:
         with beam.Pipeline(options=PipelineOptions(args)) as pipeline:
             _ = (pipeline
@@ -343,11 +344,6 @@ def count_on_beam(
                  | "Gather" >> beam.combiners.ToList()
                  | "Tables" >> beam.Map(write_run_tables, job, info, files))
     return read_run_summary(out)
-
-
-@contextmanager
-def _no_lock():
-    yield None
 
 
 def read_run_summary(out: str) -> dict:

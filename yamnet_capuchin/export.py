@@ -266,7 +266,12 @@ class ExportedDetector:
         return float(scores.max() if self.pooling == "max" else scores.mean())
 
     def fingerprint(self) -> str:
-        """sha256 of the exported files (metadata included), first 16 hex digits."""
+        """sha256 of the exported files (metadata included), first 16 hex digits; read once."""
+        if getattr(self, "_fingerprint", None) is None:
+            self._fingerprint = self._hash_files()
+        return self._fingerprint
+
+    def _hash_files(self) -> str:
         digest = hashlib.sha256()
         for f in sorted(p for p in self.model_dir.rglob("*") if p.is_file()):
             digest.update(str(f.relative_to(self.model_dir)).encode())
