@@ -90,6 +90,7 @@ class BirdnetBackbone:
         self.threads = threads or default_threads()
         self.batch = max(1, int(batch))
         self._interp = None
+        self._size = 0
         self._capuchin = None
 
     # -- identity -----------------------------------------------------------------------
@@ -140,6 +141,7 @@ class BirdnetBackbone:
         self._logits = interp.get_output_details()[0]["index"]
         self._capuchin = self._capuchin_index(interp.get_output_details()[0]["shape"][-1])
         self._interp = interp
+        self._size = self.batch
         return self
 
     def _capuchin_index(self, n_classes: int) -> int | None:
@@ -150,6 +152,13 @@ class BirdnetBackbone:
         if len(names) != n_classes or CAPUCHINBIRD_LABEL not in names:
             return None
         return names.index(CAPUCHINBIRD_LABEL)
+
+    def _resize(self, k: int) -> None:
+        """Set the interpreter's batch to ``k`` frames (cheap once the first call has warmed it up)."""
+        if k != self._size:
+            self._interp.resize_tensor_input(self._in, [k, BIRDNET_INPUT])
+            self._interp.allocate_tensors()
+            self._size = k
 
     # -- inference ----------------------------------------------------------------------
     def embed(self, waveform: np.ndarray) -> Frames:
@@ -169,12 +178,10 @@ class BirdnetBackbone:
             up = np.pad(up, ((0, 0), (0, BIRDNET_INPUT - up.shape[1])))
         emb = np.empty((n, BIRDNET_EMBEDDING_DIM), np.float32)
         capuchin = np.empty((n, 1), np.float32)
-        block = np.zeros((self.batch, BIRDNET_INPUT), np.float32)
         for start in range(0, n, self.batch):
             k = min(self.batch, n - start)
-            block[:k] = up[start:start + k]
-            block[k:] = 0.0
-            self._interp.set_tensor(self._in, block)
+            self._resize(k)  # a short block (a 3 s clip: one frame) runs at its own size, not padded to batch
+            self._interp.set_tensor(self._in, up[start:start + k])
             self._interp.invoke()
             emb[start:start + k] = self._interp.get_tensor(self._emb)[:k]
             if self._capuchin is not None:
