@@ -58,39 +58,6 @@ def test_selected_length_default_is_mean_training_call_length(tiny_data):
     assert selected_length_from(clips) == int(round(expect / 1000) * 1000)
 
 
-def test_tiny_compare_end_to_end(tiny_data, tiny_yamnet, tmp_path, monkeypatch):
-    monkeypatch.setenv("YAMCAP_YAMNET", str(tiny_yamnet))
-    out = tmp_path / "report"
-    from yamnet_capuchin.synth import SynthParams, synthesize
-    from synth import background
-
-    bg = write(tmp_path / "bg" / "bg.flac", background(20.0))
-    calls = sorted((tiny_data / "Parsed_Capuchinbird_Clips").iterdir())[:4]
-    synthesize(calls, [], [bg], tmp_path / "sc", SynthParams(n_files=2, duration_s=20.0, calls_min=1, calls_max=2),
-               progress=False)
-    args = ["compare", "--baseline", "cnn", "--data", str(tiny_data), "--out", str(out), "-q",
-            "--soundscapes", str(tmp_path / "sc"),
-            "--set", "cnn.selected_length=8000", "--set", "cnn.epochs=2", "--set", "head.max_epochs=20",
-            "--set", "head.hidden_units=16", "--set", "augment.copies=1"]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    report = json.loads((out / "report.json").read_text())
-    for name in ("yamnet", "cnn"):
-        m = report["models"][name]
-        assert {"precision", "recall", "f1", "roc_auc", "pr_auc", "confusion", "clips_per_s"} <= set(m["test"])
-        assert m["parameters"]["trainable"] > 0 and m["size_bytes"] > 0
-    assert report["models"]["cnn"]["parameters"]["trainable"] > report["models"]["yamnet"]["parameters"]["trainable"] / 100
-    counts = report["forest"]["counts"]
-    assert counts["files"] == ["recording_01.flac"] and len(counts["cnn_notebook_rule"]) == 1
-    for name in ("report.md", "roc_pr.png", "counts_compare.png", "config.toml", "models/cnn/model.json"):
-        assert (out / name).exists(), name
-    assert "| yamnet |" in (out / "report.md").read_text()
-    sc = report["soundscapes"]["results"]
-    assert set(sc) == {"yamnet", "yamnet_notebook_rule", "cnn", "cnn_notebook_rule"}
-    assert all(0 <= v["event_f1"] <= 1 and v["files"] == 2 for v in sc.values())
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
-
-
 def test_saved_cnn_holds_weights_only(tiny_data, tmp_path):
     """No optimizer state on disk: the file is about 4 bytes per parameter."""
     out = tmp_path / "cnn"

@@ -143,3 +143,44 @@ def _check_head_fits(head: FrameHead, backbone, model_dir: Path) -> None:
         raise ModelError(
             f"{model_dir}: the head takes {first.shape[0]}-wide frame inputs, but this {backbone.name} gives "
             f"{width} (the model was trained with another backbone)")
+
+
+class ZeroShotDetector:
+    """A backbone's own class score as the frame score, with no head: BirdNET 2.4's
+    Capuchinbird class (``Frames.extra["capuchinbird"]``). The clip score is the highest frame
+    score; ``threshold`` is chosen by the caller (e.g. best F1 on validation clips)."""
+
+    context_frames = 0
+
+    def __init__(self, backbone, threshold: float, config: Config, score: str = "capuchinbird"):
+        self.backbone = backbone.load()
+        self.threshold = float(threshold)
+        self.config = config
+        self.score = score
+
+    @property
+    def kind(self) -> str:
+        return f"{self.backbone.name}-zero-shot"
+
+    @property
+    def window_samples(self) -> int:
+        return self.backbone.window_samples
+
+    @property
+    def hop_samples(self) -> int:
+        return self.backbone.hop_samples
+
+    def frame_count(self, n_samples: int) -> int:
+        return self.backbone.frame_count(n_samples)
+
+    def frame_scores(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        frames = self.backbone.embed(waveform)
+        if self.score not in frames.extra:
+            raise ModelError(f"the {self.backbone.name} backbone gives no '{self.score}' score (zero-shot needs BirdNET)")
+        return frames.start_s, frames.extra[self.score][:, 0]
+
+    def clip_score(self, waveform: np.ndarray) -> float:
+        return float(np.max(self.frame_scores(waveform)[1]))
+
+    def fingerprint(self) -> str:
+        return weights_fingerprint(self.kind, self.threshold, {}, self.backbone.identity())
