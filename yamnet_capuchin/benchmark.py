@@ -97,7 +97,7 @@ def per_stage(detector, files: list[Path], config: Config) -> dict:
         t1 = time.perf_counter()
         wave = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
         t2 = time.perf_counter()
-        if detector.kind == "yamnet":
+        if hasattr(detector, "head") and hasattr(detector, "backbone"):  # backbone and head timed apart
             frames = detector.backbone.embed(wave)
             t3 = time.perf_counter()
             start_s, scores = frames.start_s, detector.head.frame_scores(detector.head.frame_inputs(frames))

@@ -16,7 +16,7 @@ from typing import List, Optional, Tuple
 
 import typer
 
-from .config import DEFAULT_BLOCK_FRAMES, Config, EventConfig
+from .config import DEFAULT_BLOCK_FRAMES, MIN_IOU, Config, EventConfig, SynthParams
 
 app = typer.Typer(
     name="yamcap",
@@ -87,6 +87,7 @@ def _root(
 
 _EV = EventConfig()  # defaults shown in help, written once in config.py
 _CFG = Config()
+_SP = SynthParams()  # synth's defaults, written once in synth.py
 
 
 def _default(dotted: str) -> str:
@@ -100,6 +101,8 @@ SetOpt = typer.Option(None, "--set", help="Override any config value, e.g. --set
 YamnetOpt = typer.Option(None, "--yamnet", help="YAMNet handle: TF-Hub URL, SavedModel folder or .tflite file [env: YAMCAP_YAMNET].")
 RuntimeOpt = typer.Option(None, "--runtime", help="YAMNet runtime: savedmodel or tflite (default: from the handle).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+DataOpt = typer.Option(..., "--data", "-d", help="Kaggle-layout data folder (Parsed_Capuchinbird_Clips/, Parsed_Not_Capuchinbird_Clips/, Forest Recordings/).")
+ModelOpt = typer.Option(None, "--model", "-m", help="Model directory: trained, or an export (default: the model shipped with yamcap).")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -191,7 +194,7 @@ def _report_failures(failures) -> None:
 @app.command()
 @_guarded
 def train(
-    data: Path = typer.Option(..., "--data", "-d", help="Kaggle-layout folder (Parsed_Capuchinbird_Clips/, Parsed_Not_Capuchinbird_Clips/)."),
+    data: Path = DataOpt,
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write (replaced if it exists)."),
     backbone: str = typer.Option("yamnet", "--backbone", "-b", help="yamnet (frozen YAMNet + head), birdnet (frozen BirdNET 2.4 + the same head; the [birdnet] extra; the BirdNET model is CC BY-NC-SA 4.0, non-commercial use only) or cnn (the notebook's spectrogram CNN)."),
     config: Optional[Path] = ConfigOpt,
@@ -269,7 +272,7 @@ def _print_metrics(metrics: dict, out: Path) -> None:
 def predict(
     paths: List[Path] = typer.Argument(..., help="Audio files or folders (searched recursively)."),
     out: Path = typer.Option(..., "--out", "-o", help="CSV to write: path,score,label."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model directory (default: the model shipped with yamcap)."),
+    model: Optional[Path] = ModelOpt,
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Decision threshold (default: the model's)."),
     config: Optional[Path] = ConfigOpt,
     sets: Optional[List[str]] = SetOpt,
@@ -420,7 +423,7 @@ def export(
 @_guarded
 def compare(
     baseline: List[str] = typer.Option(["cnn"], "--baseline", help="Baseline(s) to put beside the YAMNet head, repeatable: cnn (the notebook's CNN), birdnet (BirdNET 2.4 zero-shot), birdnet-head (a head on BirdNET's embeddings). BirdNET needs the [birdnet] extra; its model is CC BY-NC-SA 4.0, non-commercial."),
-    data: Path = typer.Option(..., "--data", "-d", help="Kaggle-layout data folder."),
+    data: Path = DataOpt,
     out: Path = typer.Option(..., "--out", "-o", help="Report folder (report.md, report.json, figures)."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Completely annotated recordings (Raven tables + families.csv, e.g. data/annotations/forest): events and counts against the truth, event rules chosen by family cross-validation."),
     site_cv: bool = typer.Option(False, "--site-cv", help="With --annotations: also retrain the heads per fold on the clips plus the other folds' recordings (minutes per head)."),
@@ -469,12 +472,12 @@ def synth(
     negatives: Optional[Path] = typer.Option(None, "--negatives", help="Folder of other-sound clips (distractors)."),
     backgrounds: Optional[Path] = typer.Option(None, "--backgrounds", help="Folder of candidate background recordings."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: soundscape_NNN.flac, truth.csv, Raven tables."),
-    n: int = typer.Option(10, "--n", help="Number of soundscapes."),
-    seed: int = typer.Option(0, "--seed", help="Same seed -> byte-identical output."),
-    duration: float = typer.Option(180.0, "--duration", help="Seconds per soundscape."),
-    snr_range: Tuple[float, float] = typer.Option((-3.0, 15.0), "--snr-range", help="SNR range (dB) against the local background."),
-    density: str = typer.Option("mixed", "--density", help="sparse (gaps >= 4 s), dense (bouts with 0.3-2 s gaps) or mixed."),
-    calls_per_file: Tuple[int, int] = typer.Option((0, 12), "--calls-per-file", help="Range of calls per soundscape."),
+    n: int = typer.Option(_SP.n_files, "--n", help="Number of soundscapes."),
+    seed: int = typer.Option(_SP.seed, "--seed", help="Same seed -> byte-identical output."),
+    duration: float = typer.Option(_SP.duration_s, "--duration", help="Seconds per soundscape."),
+    snr_range: Tuple[float, float] = typer.Option((_SP.snr_db_min, _SP.snr_db_max), "--snr-range", help="SNR range (dB) against the local background."),
+    density: str = typer.Option(_SP.density, "--density", help=f"sparse (gaps >= {_SP.sparse_gap_min_s:g} s), dense (bouts with {_SP.dense_gap_s[0]:g}-{_SP.dense_gap_s[1]:g} s gaps) or mixed."),
+    calls_per_file: Tuple[int, int] = typer.Option((_SP.calls_min, _SP.calls_max), "--calls-per-file", help="Range of calls per soundscape."),
     background_list: Optional[Path] = typer.Option(None, "--background-list", help="Text file of background stems/paths known to be call-free (skips the check)."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Folder of complete annotation tables of the backgrounds: backgrounds = recordings annotated call-free, and their annotated calls join the call clips (no model check)."),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="A model's manifest.csv: take clips (and backgrounds) of --splits only."),
@@ -517,8 +520,8 @@ def evaluate(
     audio: List[Path] = typer.Argument(..., help="Soundscapes or recordings (files or folders)."),
     truth: Path = typer.Option(..., "--truth", help="truth.csv (from yamcap synth) or a folder of Raven selection tables."),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model directory (default: the shipped one)."),
-    min_iou: float = typer.Option(0.3, "--min-iou", help="IoU a detection needs to match a true call."),
+    model: Optional[Path] = ModelOpt,
+    min_iou: float = typer.Option(MIN_IOU, "--min-iou", help="IoU a detection needs to match a true call."),
     collar: Optional[float] = typer.Option(None, "--collar", help="Match by onset within this many seconds instead of IoU."),
     notebook_rule: bool = typer.Option(False, "--notebook-rule", help="Count with the notebook's rule instead."),
     tune: bool = typer.Option(False, "--tune", help="Grid-search the event parameters; writes tuned_events.toml (validation soundscapes only!)."),
@@ -530,7 +533,7 @@ def evaluate(
 ):
     """Count calls with a model and score events and counts against ground truth.
 
-    Event precision / recall / F1 with one-to-one (Hungarian) matching at IoU >= 0.3, count
+    Event precision / recall / F1 with one-to-one (Hungarian) matching at IoU >= --min-iou, count
     MAE / RMSE / bias / exact-count rate per file, and a threshold sweep. Works with
     hand-made Raven annotations too.
 

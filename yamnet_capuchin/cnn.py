@@ -147,6 +147,9 @@ class CNNDetector:
     def n_parameters(self) -> int:
         return int(self.network.count_params())
 
+    def parameters(self) -> dict:
+        return {"trainable": self.n_parameters(), "frozen": 0}
+
     def fingerprint(self) -> str:
         weights = {str(i): w for i, w in enumerate(self.network.get_weights())}
         return weights_fingerprint(self.kind, self.threshold, weights, {"hop": self.hop_samples})

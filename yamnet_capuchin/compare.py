@@ -32,7 +32,7 @@ from .detectors import load_model
 from .errors import YamcapError
 from .events import detect_events, notebook_rule_events
 from .fileio import atomic_write_json, atomic_write_text, expand_audio_paths, save_figure, staging_dir
-from .metrics import best_f1_threshold, classification_metrics, score_annotated
+from .metrics import MIN_IOU, best_f1_threshold, classification_metrics, score_annotated
 from .progress import progress_bar, track
 
 BASELINES = {
@@ -91,15 +91,6 @@ def _size(detector, model_dir: Path | None) -> dict:
     return {"model_bytes": own, "backbone_bytes": _path_bytes(backbone.handle) if backbone is not None else None}
 
 
-def _parameters(detector) -> dict:
-    if detector.kind == "cnn":
-        return {"trainable": detector.n_parameters(), "frozen": 0}
-    head = getattr(detector, "head", None)
-    trainable = sum(int(np.prod(w.shape)) for w in head.weights_.values()) if head is not None else 0
-    frozen = getattr(detector.backbone, "n_parameters", lambda: None)()
-    return {"trainable": trainable, "frozen": frozen}
-
-
 def count_forest(detectors: dict, files: list[Path], config: Config, progress: bool) -> dict:
     """Per-file counts for each model with its own rule and with the notebook rule."""
     from .count import event_params, notebook_window_samples, window_scores
@@ -118,7 +109,8 @@ def count_forest(detectors: dict, files: list[Path], config: Config, progress: b
                 own.append(len(detect_events(fs.start_s, fs.scores, window_s, hop_s, event_params(config, det.threshold))))
                 t_total += time.perf_counter() - t0
                 audio_total += fs.duration_s
-                ws = fs if (det.kind == "cnn" and det.hop_samples == win) else window_scores(det, path, win, config.audio.backend)
+                same = det.window_samples == det.hop_samples == win  # non-overlapping windows: the scores above
+                ws = fs if same else window_scores(det, path, win, config.audio.backend)
                 notebook.append(len(notebook_rule_events(ws.start_s, ws.scores, win / SAMPLE_RATE)))
                 if bar:
                     bar.advance(task)
@@ -288,7 +280,7 @@ def run_compare(data_dir: str | Path, out_dir: str | Path, config: Config, basel
         curves[name] = (np.array(ev["labels"]), np.array(ev["scores"]))
         report["models"][name] = {
             "kind": det.kind, "model_dir": str(mdir) if mdir else None, "test": ev["metrics"],
-            "parameters": _parameters(det), **_size(det, mdir), "train_seconds": train_s,
+            "parameters": det.parameters(), **_size(det, mdir), "train_seconds": train_s,
             "trained_in_this_run": trained.get(name, False), "threshold": det.threshold,
         }
     if annotations is not None:
@@ -340,6 +332,10 @@ def _event_row(name: str, r: dict, extra: str = "") -> str:
             f"{r['true_total']} / {r['predicted_total']} |{extra}")
 
 
+def _n(n) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
 def _mb(n) -> str:
     return "-" if n is None else f"{n / 1e6:.1f} MB"
 
@@ -363,7 +359,7 @@ def render_markdown(r: dict) -> str:
               "test clips/s | recordings: x real time |", "|---|---|---|---|---|---|---|---|"]
     for name, m in r["models"].items():
         p, rt = m["parameters"], real.get(name, {}).get("realtime_factor")
-        lines.append(f"| {name} | {p['trainable']:,} | {'-' if p['frozen'] is None else format(p['frozen'], ',')} | "
+        lines.append(f"| {name} | {_n(p['trainable'])} | {_n(p['frozen'])} | "
                      f"{_mb(m['model_bytes'])} | {_mb(m['backbone_bytes'])} | {m['train_seconds']:.0f} s | "
                      f"{m['test']['clips_per_s']:.1f} | {'-' if rt is None else f'{rt:.0f}x'} |")
     head = ["| model, rule | event precision | event recall | event F1 | count MAE | count bias | exact counts | "
@@ -372,7 +368,7 @@ def render_markdown(r: dict) -> str:
         g = r["real"]
         lines += ["", "## Annotated real recordings", "",
                   f"`{g['dir']}`: {g['recordings']} recordings ({g['hours']:.2f} h), {g['calls']} calls marked one by "
-                  f"one; events match at IoU >= 0.3. Event rules (threshold, hysteresis, gap, durations) are chosen "
+                  f"one; events match at IoU >= {MIN_IOU}. Event rules (threshold, hysteresis, gap, durations) are chosen "
                   f"for each of {g['folds']} folds of whole recording families on the other folds and pooled; the "
                   "models never saw these recordings, except the rows marked \"+ other folds' recordings\" (heads "
                   "retrained per fold on the clips plus the other folds, rules chosen on inner folds). "
@@ -395,7 +391,7 @@ def render_markdown(r: dict) -> str:
     if "soundscapes" in r:
         lines += ["", "## Synthetic soundscapes with known calls", "",
                   f"`{r['soundscapes']['dir']}`: each model's own events at its validation-clip threshold; "
-                  "one-to-one matching at IoU >= 0.3.", ""] + head
+                  f"one-to-one matching at IoU >= {MIN_IOU}.", ""] + head
         for key, v in r["soundscapes"]["results"].items():
             lines.append(_event_row(key, v))
     lines += ["", "Figures: `roc_pr.png`, `counts_compare.png`, `training_curve_*.png`. Every number: `report.json`."]

@@ -24,6 +24,24 @@ from .errors import ConfigError
 DEFAULT_YAMNET_HANDLE = "https://tfhub.dev/google/yamnet/1"
 # frames per invoke of an exported TFLite model (yamcap export): 16 ran fastest of 1, 16, 64, 256 (docs/export.md)
 DEFAULT_BLOCK_FRAMES = 16
+MIN_IOU = 0.3  # a detection matches a call at intersection-over-union >= this (DCASE few-shot convention)
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    """Settings of `yamcap synth` (synthetic soundscapes with known calls); not part of the TOML config."""
+
+    n_files: int = 10
+    seed: int = 0
+    duration_s: float = 180.0
+    snr_db_min: float = -3.0
+    snr_db_max: float = 15.0
+    density: str = "mixed"
+    calls_min: int = 0
+    calls_max: int = 12
+    distractors_max: int = 6
+    dense_gap_s: tuple[float, float] = (0.3, 2.0)
+    sparse_gap_min_s: float = 4.0
 
 
 @dataclass

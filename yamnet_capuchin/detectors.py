@@ -81,6 +81,9 @@ class Detector(Protocol):
     def fingerprint(self) -> str:
         """Identifies what the scores depend on (weights, threshold, backbone)."""
 
+    def parameters(self) -> dict:
+        """{"trainable": weights learned for this task, "frozen": backbone weights}; None where unknown."""
+
 
 def detector_class(kind: str | None, where: Path | str = "model"):
     """The class registered for ``kind`` (one-line :class:`ModelError` for an unknown kind)."""
@@ -133,6 +136,8 @@ def load_model(
     """
     model_dir = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
     if is_exported(model_dir):  # one graph: YAMNet and the head are inside it
+        if expect_kind:
+            raise ModelError(f"{model_dir}: an exported model, but a trained '{expect_kind}' model directory was asked for")
         return ExportedDetector.from_dir(model_dir)
     meta = read_model_meta(model_dir)
     kind = meta.get("kind")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .metrics import Interval, count_scores, event_scores
+from .metrics import MIN_IOU, Interval, count_scores, event_scores
 
 # -- the evaluate pipeline (files in, report out) -----------------------------------------
 
@@ -51,7 +51,7 @@ TUNE_GRID = {
 }
 
 
-def tune_event_params(scored: dict, truth: dict, min_iou: float = 0.3, collar_s: float | None = None,
+def tune_event_params(scored: dict, truth: dict, min_iou: float = MIN_IOU, collar_s: float | None = None,
                       grid: dict = TUNE_GRID) -> list[dict]:
     """Grid search of the event parameters on scored files; best (event F1, then -count MAE) first.
 
@@ -80,7 +80,7 @@ def tune_event_params(scored: dict, truth: dict, min_iou: float = 0.3, collar_s:
     return results
 
 
-def evaluate_detector(detector, truth: dict, files, config, min_iou: float = 0.3, collar_s: float | None = None,
+def evaluate_detector(detector, truth: dict, files, config, min_iou: float = MIN_IOU, collar_s: float | None = None,
                       progress: bool = True, tune: bool = False, label: str = "Counting") -> tuple[dict, dict]:
     """Count ``files`` and score them against ``truth`` ({stem: intervals}).
 
@@ -146,7 +146,7 @@ def evaluate_detector(detector, truth: dict, files, config, min_iou: float = 0.3
     return report, scored
 
 
-def run_evaluate(detector, truth_path, files, out_dir, config, min_iou: float = 0.3,
+def run_evaluate(detector, truth_path, files, out_dir, config, min_iou: float = MIN_IOU,
                  collar_s: float | None = None, progress: bool = True, echo=print, tune: bool = False) -> dict:
     """Count ``files`` with ``detector``, score against the truth, sweep the threshold, write a report.
 

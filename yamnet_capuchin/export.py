@@ -265,6 +265,10 @@ class ExportedDetector:
         scores = self.frame_scores(waveform)[1]
         return float(scores.max() if self.pooling == "max" else scores.mean())
 
+    def parameters(self) -> dict:
+        """Unknown: backbone and head are one graph (the source model's record has them)."""
+        return {"trainable": None, "frozen": None}
+
     def fingerprint(self) -> str:
         """sha256 of the exported files (metadata included), first 16 hex digits; read once."""
         if getattr(self, "_fingerprint", None) is None:

@@ -11,6 +11,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .config import MIN_IOU
+
 
 def classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
     """Precision, recall, F1, accuracy, ROC-AUC, PR-AUC and the confusion matrix.
@@ -81,7 +83,7 @@ def iou(a: Interval, b: Interval) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def match_events(truth: Sequence[Interval], pred: Sequence[Interval], min_iou: float = 0.3,
+def match_events(truth: Sequence[Interval], pred: Sequence[Interval], min_iou: float = MIN_IOU,
                  collar_s: float | None = None) -> list[tuple[int, int]]:
     """One-to-one matches (truth index, prediction index) maximising total similarity."""
     from scipy.optimize import linear_sum_assignment
@@ -100,7 +102,7 @@ def match_events(truth: Sequence[Interval], pred: Sequence[Interval], min_iou: f
 
 
 def event_scores(truth: Mapping[str, Sequence[Interval]], pred: Mapping[str, Sequence[Interval]],
-                 min_iou: float = 0.3, collar_s: float | None = None) -> dict:
+                 min_iou: float = MIN_IOU, collar_s: float | None = None) -> dict:
     """Micro-averaged event precision / recall / F1 over files (files missing from ``pred`` have none)."""
     tp = fp = fn = 0
     for name in sorted(set(truth) | set(pred)):
@@ -129,7 +131,7 @@ def count_scores(truth_counts: Mapping[str, int], pred_counts: Mapping[str, int]
 
 
 def score_annotated(selections: Mapping[str, Sequence], pred: Mapping[str, Sequence[Interval]],
-                    durations: Mapping[str, float], min_iou: float = 0.3) -> dict:
+                    durations: Mapping[str, float], min_iou: float = MIN_IOU) -> dict:
     """Events and counts of annotated recordings against their ``capuchin`` selections.
 
     ``selections``: {stem: [annotations.Selection]}, ``pred``: {stem: [(start, end)]},

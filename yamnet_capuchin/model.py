@@ -68,6 +68,10 @@ class YamnetDetector:
     def clip_score(self, waveform: np.ndarray) -> float:
         return self.head.clip_score(self.head.frame_inputs(self.backbone.embed(waveform)))
 
+    def parameters(self) -> dict:
+        head = sum(int(np.prod(w.shape)) for w in (getattr(self.head, "weights_", None) or {}).values())
+        return {"trainable": head, "frozen": getattr(self.backbone, "n_parameters", lambda: None)()}
+
     def fingerprint(self) -> str:
         """Identifies what the scores depend on: head weights, threshold, backbone in use."""
         return weights_fingerprint(self.kind, self.threshold, getattr(self.head, "weights_", None) or {}, self.backbone.identity())
@@ -181,6 +185,9 @@ class ZeroShotDetector:
 
     def clip_score(self, waveform: np.ndarray) -> float:
         return float(np.max(self.frame_scores(waveform)[1]))
+
+    def parameters(self) -> dict:
+        return {"trainable": 0, "frozen": getattr(self.backbone, "n_parameters", lambda: None)()}
 
     def fingerprint(self) -> str:
         return weights_fingerprint(self.kind, self.threshold, {}, self.backbone.identity())

@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .augment import rms
+from .config import SynthParams
 from .errors import YamcapError
 from .events import Event
 from .fileio import atomic_path, atomic_write_csv
@@ -28,21 +29,6 @@ from .outputs import write_raven_table
 
 DENSITIES = ("sparse", "dense", "mixed")
 TRUTH_COLUMNS = ("file", "start_s", "end_s", "source_clip", "snr_db")
-
-
-@dataclass(frozen=True)
-class SynthParams:
-    n_files: int = 10
-    seed: int = 0
-    duration_s: float = 180.0
-    snr_db_min: float = -3.0
-    snr_db_max: float = 15.0
-    density: str = "mixed"
-    calls_min: int = 0
-    calls_max: int = 12
-    distractors_max: int = 6
-    dense_gap_s: tuple[float, float] = (0.3, 2.0)
-    sparse_gap_min_s: float = 4.0
 
 
 @dataclass(frozen=True)
