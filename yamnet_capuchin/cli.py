@@ -614,22 +614,18 @@ def families(
     from .errors import AudioError, YamcapError
     from .families import background_profile, group_families, similarity, similarity_figure, write_families
     from .fileio import expand_audio_paths, save_figure
-    from .progress import progress_bar
+    from .progress import track
 
     files = expand_audio_paths(paths)
     if len(files) < 2:
         _fail("need at least two recordings")
     profiles, names, failures = [], [], []
-    with progress_bar(not quiet) as bar:
-        task = bar.add_task("Profiles", total=len(files)) if bar else None
-        for f in files:
-            try:
-                profiles.append(background_profile(load_audio(f)))
-                names.append(f.stem)
-            except AudioError as exc:
-                failures.append((str(f), exc.reason))
-            if bar:
-                bar.advance(task)
+    for f in track(files, "Profiles", len(files), not quiet):
+        try:
+            profiles.append(background_profile(load_audio(f)))
+            names.append(f.stem)
+        except AudioError as exc:
+            failures.append((str(f), exc.reason))
     if len(set(names)) != len(names):
         raise YamcapError("two recordings share a file name stem; families are keyed by stem")
     sim = similarity(profiles, names, max_lag)

@@ -33,7 +33,7 @@ from .detectors import MODEL_FORMAT, weights_fingerprint
 from .errors import AudioError, ModelError, YamcapError
 from .fileio import atomic_write_json, file_sha256, save_figure, staging_dir
 from .metrics import best_f1_threshold, classification_metrics
-from .progress import progress_bar
+from .progress import track
 
 CNN_IDENTITY = {"name": "cnn", "version": "notebook-1", "runtime": "keras", "fingerprint": "", "handle": ""}
 
@@ -194,23 +194,19 @@ class CNNDetector:
 def load_clip_waves(clips: list[Clip], audio_backend: str, progress: bool):
     """Waveforms of clips (segments cut from their files); failures as (path, reason)."""
     waves, kept, failures, cache = [], [], [], {}
-    with progress_bar(progress) as bar:
-        task = bar.add_task("Loading clips", total=len(clips)) if bar else None
-        for clip in clips:
-            try:
-                if clip.path not in cache:
-                    cache.clear() if len(cache) > 4 else None
-                    cache[clip.path] = load_audio(clip.path, audio_backend)
-                wave = cache[clip.path]
-                if clip.is_segment:
-                    wave = wave[int(clip.start_s * SAMPLE_RATE): int(clip.end_s * SAMPLE_RATE)]
-                waves.append(wave)
-                kept.append(clip)
-            except AudioError as exc:
-                if all(str(clip.path) != p for p, _ in failures):
-                    failures.append((str(clip.path), exc.reason))
-            if bar:
-                bar.advance(task)
+    for clip in track(clips, "Loading clips", len(clips), progress):
+        try:
+            if clip.path not in cache:
+                cache.clear() if len(cache) > 4 else None
+                cache[clip.path] = load_audio(clip.path, audio_backend)
+            wave = cache[clip.path]
+            if clip.is_segment:
+                wave = wave[int(clip.start_s * SAMPLE_RATE): int(clip.end_s * SAMPLE_RATE)]
+            waves.append(wave)
+            kept.append(clip)
+        except AudioError as exc:
+            if all(str(clip.path) != p for p, _ in failures):
+                failures.append((str(clip.path), exc.reason))
     return waves, kept, failures
 
 

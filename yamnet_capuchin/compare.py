@@ -33,7 +33,7 @@ from .errors import YamcapError
 from .events import detect_events, notebook_rule_events
 from .fileio import atomic_write_json, atomic_write_text, expand_audio_paths, save_figure, staging_dir
 from .metrics import MIN_IOU, best_f1_threshold, classification_metrics, score_annotated
-from .progress import progress_bar, track
+from .progress import track
 
 BASELINES = {
     "cnn": "the notebook's spectrogram CNN",
@@ -100,20 +100,16 @@ def count_forest(detectors: dict, files: list[Path], config: Config, progress: b
     for name, det in detectors.items():
         own, notebook, t_total, audio_total = [], [], 0.0, 0.0
         win = notebook_window_samples(det)
-        with progress_bar(progress) as bar:
-            task = bar.add_task(f"Counting forest recordings ({name})", total=len(files)) if bar else None
-            for path in files:
-                t0 = time.perf_counter()
-                fs = stream_frame_scores(det, path, config.audio.block_seconds, config.audio.backend)
-                window_s, hop_s = det.window_samples / SAMPLE_RATE, det.hop_samples / SAMPLE_RATE
-                own.append(len(detect_events(fs.start_s, fs.scores, window_s, hop_s, event_params(config, det.threshold))))
-                t_total += time.perf_counter() - t0
-                audio_total += fs.duration_s
-                same = det.window_samples == det.hop_samples == win  # non-overlapping windows: the scores above
-                ws = fs if same else window_scores(det, path, win, config.audio.backend)
-                notebook.append(len(notebook_rule_events(ws.start_s, ws.scores, win / SAMPLE_RATE)))
-                if bar:
-                    bar.advance(task)
+        for path in track(files, f"Counting forest recordings ({name})", len(files), progress):
+            t0 = time.perf_counter()
+            fs = stream_frame_scores(det, path, config.audio.block_seconds, config.audio.backend)
+            window_s, hop_s = det.window_samples / SAMPLE_RATE, det.hop_samples / SAMPLE_RATE
+            own.append(len(detect_events(fs.start_s, fs.scores, window_s, hop_s, event_params(config, det.threshold))))
+            t_total += time.perf_counter() - t0
+            audio_total += fs.duration_s
+            same = det.window_samples == det.hop_samples == win  # non-overlapping windows: the scores above
+            ws = fs if same else window_scores(det, path, win, config.audio.backend)
+            notebook.append(len(notebook_rule_events(ws.start_s, ws.scores, win / SAMPLE_RATE)))
         out[name] = own
         out[f"{name}_notebook_rule"] = notebook
         out[f"{name}_realtime_factor"] = audio_total / t_total if t_total else None

@@ -14,7 +14,7 @@ from .backbones import Frames, YamnetBackbone
 from .cache import EmbeddingCache
 from .config import AugmentConfig
 from .fileio import file_sha256
-from .progress import progress_bar
+from .progress import track
 
 
 class ClipEmbedder:
@@ -109,19 +109,15 @@ class ClipEmbedder:
 
         out: list[Frames | None] = []
         failures: list[tuple[Path, str]] = []
-        with progress_bar(progress) as bar:
-            task = bar.add_task(description, total=len(clips)) if bar else None
-            failed: dict[Path, str] = {}
-            for clip in clips:
-                try:
-                    if clip.path in failed:
-                        raise AudioError(clip.path, failed[clip.path])
-                    out.append(self.embed_clip(clip))
-                except AudioError as exc:
-                    out.append(None)
-                    if clip.path not in failed:
-                        failures.append((Path(clip.path), exc.reason))
-                    failed[clip.path] = exc.reason
-                if bar:
-                    bar.advance(task)
+        failed: dict[Path, str] = {}
+        for clip in track(clips, description, len(clips), progress):
+            try:
+                if clip.path in failed:
+                    raise AudioError(clip.path, failed[clip.path])
+                out.append(self.embed_clip(clip))
+            except AudioError as exc:
+                out.append(None)
+                if clip.path not in failed:
+                    failures.append((Path(clip.path), exc.reason))
+                failed[clip.path] = exc.reason
         return out, failures

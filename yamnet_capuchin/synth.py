@@ -21,11 +21,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .augment import rms
-from .config import SynthParams
-from .errors import YamcapError
+from .config import Config, SynthParams
+from .errors import AudioError, YamcapError
 from .events import Event
 from .fileio import atomic_path, atomic_write_csv
 from .outputs import write_raven_table
+from .progress import track
 
 DENSITIES = ("sparse", "dense", "mixed")
 TRUTH_COLUMNS = ("file", "start_s", "end_s", "source_clip", "snr_db")
@@ -134,52 +135,46 @@ def synthesize(calls: Sequence[Path], negatives: Sequence[Path], backgrounds: Se
     rng = np.random.default_rng(params.seed)
     calls, negatives, backgrounds = sorted(calls, key=_name), sorted(negatives), sorted(backgrounds)
     truth: list[TruthEvent] = []
-    from .progress import progress_bar
-
-    with progress_bar(progress) as bar:
-        task = bar.add_task("Synthesizing", total=params.n_files) if bar else None
-        for i in range(params.n_files):
-            name = f"soundscape_{i:03d}.flac"
-            bg_path = backgrounds[int(rng.integers(len(backgrounds)))]
-            bg, rate = _read(bg_path)
-            n = int(params.duration_s * rate)
-            if bg.shape[0] < n:
-                bg = np.tile(bg, (int(np.ceil(n / bg.shape[0])), 1))
-            offset = int(rng.integers(0, bg.shape[0] - n + 1))
-            mix = bg[offset: offset + n].copy()
-            bg_mono = mix.mean(axis=1)
-            timeline = _Timeline()
-            n_calls = int(rng.integers(params.calls_min, params.calls_max + 1))
-            chosen = [calls[int(k)] for k in rng.integers(0, len(calls), size=n_calls)]
-            waves = []
-            for c in chosen:
-                data, r = _read(c)
-                waves.append(_to_rate(data.mean(axis=1), r, rate))
-            starts = _call_times(rng, [w.size / rate for w in waves], params.duration_s, params.density, params,
-                                 timeline)
-            events: list[TruthEvent] = []
-            for clip, wave, t in zip(chosen, waves, starts):
-                snr = float(rng.uniform(params.snr_db_min, params.snr_db_max))
-                if t is None:
-                    continue
+    for i in track(range(params.n_files), "Synthesizing", params.n_files, progress):
+        name = f"soundscape_{i:03d}.flac"
+        bg_path = backgrounds[int(rng.integers(len(backgrounds)))]
+        bg, rate = _read(bg_path)
+        n = int(params.duration_s * rate)
+        if bg.shape[0] < n:
+            bg = np.tile(bg, (int(np.ceil(n / bg.shape[0])), 1))
+        offset = int(rng.integers(0, bg.shape[0] - n + 1))
+        mix = bg[offset: offset + n].copy()
+        bg_mono = mix.mean(axis=1)
+        timeline = _Timeline()
+        n_calls = int(rng.integers(params.calls_min, params.calls_max + 1))
+        chosen = [calls[int(k)] for k in rng.integers(0, len(calls), size=n_calls)]
+        waves = []
+        for c in chosen:
+            data, r = _read(c)
+            waves.append(_to_rate(data.mean(axis=1), r, rate))
+        starts = _call_times(rng, [w.size / rate for w in waves], params.duration_s, params.density, params,
+                             timeline)
+        events: list[TruthEvent] = []
+        for clip, wave, t in zip(chosen, waves, starts):
+            snr = float(rng.uniform(params.snr_db_min, params.snr_db_max))
+            if t is None:
+                continue
+            _add(mix, bg_mono, wave, int(t * rate), snr)
+            events.append(TruthEvent(name, round(t, 4), round(t + wave.size / rate, 4), clip.name, round(snr, 2)))
+        for _ in range(int(rng.integers(0, params.distractors_max + 1)) if negatives else 0):
+            neg = negatives[int(rng.integers(len(negatives)))]
+            data, r = _read(neg)
+            wave = _to_rate(data.mean(axis=1), r, rate)
+            t = float(rng.uniform(0, max(0.1, params.duration_s - wave.size / rate)))
+            snr = float(rng.uniform(params.snr_db_min, params.snr_db_max))
+            if timeline.free(t, t + wave.size / rate, 0.5):
+                timeline.add(t, t + wave.size / rate)
                 _add(mix, bg_mono, wave, int(t * rate), snr)
-                events.append(TruthEvent(name, round(t, 4), round(t + wave.size / rate, 4), clip.name, round(snr, 2)))
-            for _ in range(int(rng.integers(0, params.distractors_max + 1)) if negatives else 0):
-                neg = negatives[int(rng.integers(len(negatives)))]
-                data, r = _read(neg)
-                wave = _to_rate(data.mean(axis=1), r, rate)
-                t = float(rng.uniform(0, max(0.1, params.duration_s - wave.size / rate)))
-                snr = float(rng.uniform(params.snr_db_min, params.snr_db_max))
-                if timeline.free(t, t + wave.size / rate, 0.5):
-                    timeline.add(t, t + wave.size / rate)
-                    _add(mix, bg_mono, wave, int(t * rate), snr)
-            events.sort(key=lambda e: e.start_s)
-            _write_flac(out_dir / name, np.clip(mix, -1.0, 1.0), rate)
-            write_raven_table(out_dir / f"{Path(name).stem}.Table.1.selections.txt",
-                              [Event(e.start_s, e.end_s, 1.0, 1.0) for e in events])
-            truth.extend(events if events else [TruthEvent(name, float("nan"), float("nan"), "", float("nan"))])
-            if bar:
-                bar.advance(task)
+        events.sort(key=lambda e: e.start_s)
+        _write_flac(out_dir / name, np.clip(mix, -1.0, 1.0), rate)
+        write_raven_table(out_dir / f"{Path(name).stem}.Table.1.selections.txt",
+                          [Event(e.start_s, e.end_s, 1.0, 1.0) for e in events])
+        truth.extend(events if events else [TruthEvent(name, float("nan"), float("nan"), "", float("nan"))])
     write_truth(out_dir / "truth.csv", truth)
     return truth
 
@@ -291,11 +286,8 @@ def select_sources(calls_dir, negatives_dir, backgrounds_dir, data_dir=None, man
 def call_free(paths: Sequence[Path], model=None, echo: Callable[[str], None] = print,
               progress: bool = True) -> list[Path]:
     """The recordings in which the model counts no call."""
-    from .config import Config
     from .count import score_and_detect
-    from .errors import AudioError
     from .detectors import load_model
-    from .progress import track
 
     detector = load_model(model)
     keep = []
