@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yamnet_capuchin.config import Config
+from yamnet_capuchin.config import FAMILY_FOLDS, Config
 from yamnet_capuchin.count import event_params
 from yamnet_capuchin.crossval import (SiteData, annotated_recordings, assign_folds, call_counts, choose_params,
                                       fixed_scorer, nested_cv)
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--annotations", type=Path, required=True, help="folder of tables + families.csv")
-    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--folds", type=int, default=FAMILY_FOLDS)
     ap.add_argument("--config", type=Path)
     ap.add_argument("--set", dest="sets", action="append", default=[])
     ap.add_argument("--tune-all", action="store_true")

@@ -16,7 +16,7 @@ from typing import List, Optional, Tuple
 
 import typer
 
-from .config import DEFAULT_BLOCK_FRAMES, MIN_IOU, Config, EventConfig, SynthParams
+from .config import DEFAULT_BLOCK_FRAMES, FAMILY_FOLDS, MIN_IOU, Config, SynthParams
 
 app = typer.Typer(
     name="yamcap",
@@ -85,7 +85,6 @@ def _root(
     pass
 
 
-_EV = EventConfig()  # defaults shown in help, written once in config.py
 _CFG = Config()
 _SP = SynthParams()  # synth's defaults, written once in synth.py
 
@@ -96,10 +95,10 @@ def _default(dotted: str) -> str:
     for part in dotted.split("."):
         value = getattr(value, part)
     return f"[config {dotted}: {value}]"
-ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file; CLI options override it. Every default, commented: yamnet_capuchin/configs/default.toml (installed with the package).")
-SetOpt = typer.Option(None, "--set", help="Override any config value, e.g. --set head.dropout=0.5 (repeatable).")
-YamnetOpt = typer.Option(None, "--yamnet", help="YAMNet handle: TF-Hub URL, SavedModel folder or .tflite file [env: YAMCAP_YAMNET].")
-RuntimeOpt = typer.Option(None, "--runtime", help="YAMNet runtime: savedmodel or tflite (default: from the handle).")
+ConfigOpt = typer.Option(None, "--config", "-c", rich_help_panel="Configuration", help="TOML config file; CLI options override it. Every default, commented: yamnet_capuchin/configs/default.toml (installed with the package).")
+SetOpt = typer.Option(None, "--set", rich_help_panel="Configuration", help="Override any config value, e.g. --set head.dropout=0.5 (repeatable).")
+YamnetOpt = typer.Option(None, "--yamnet", rich_help_panel="Backbone", help="YAMNet handle: TF-Hub URL, SavedModel folder or .tflite file [env: YAMCAP_YAMNET].")
+RuntimeOpt = typer.Option(None, "--runtime", rich_help_panel="Backbone", help="YAMNet runtime: savedmodel or tflite (default: from the handle).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 DataOpt = typer.Option(..., "--data", "-d", help="Kaggle-layout data folder (Parsed_Capuchinbird_Clips/, Parsed_Not_Capuchinbird_Clips/, Forest Recordings/).")
 ModelOpt = typer.Option(None, "--model", "-m", help="Model directory: trained, or an export (default: the model shipped with yamcap).")
@@ -321,12 +320,12 @@ def count(
     paths: List[str] = typer.Argument(..., help="Recordings or folders (searched recursively), any audio format; with --runner also globs and gs:// or s3:// paths."),
     out: str = typer.Option(..., "--out", "-o", help="Output folder (created; re-running resumes); with --runner also gs:// or s3://."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory, YAMNet or CNN (default: the shipped model); with --runner also gs:// or s3://."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help=f"Event on-threshold on frame scores [config events.threshold: {_EV.threshold}, chosen on annotated forest recordings; negative = the model's clip threshold]."),
-    off_threshold: Optional[float] = typer.Option(None, "--off-threshold", help=f"Hysteresis off-threshold [config: {_EV.off_threshold}; negative = the on-threshold]."),
-    min_gap: Optional[float] = typer.Option(None, "--min-gap", help=f"Merge events closer than this, s [config: {_EV.min_gap_s}]."),
-    min_duration: Optional[float] = typer.Option(None, "--min-duration", help=f"Drop events shorter than this, s [config: {_EV.min_duration_s}]."),
-    max_duration: Optional[float] = typer.Option(None, "--max-duration", help=f"Split events longer than this at score minima, s [config: {_EV.max_duration_s}; 0 = never]."),
-    notebook_rule: bool = typer.Option(False, "--notebook-rule", help="The original notebook's rule: non-overlapping 54000-sample windows, p > 0.99, runs = calls."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", rich_help_panel="Events", help=f"Event on-threshold on frame scores {_default('events.threshold')} (chosen on annotated forest recordings; negative = the model's clip threshold)."),
+    off_threshold: Optional[float] = typer.Option(None, "--off-threshold", rich_help_panel="Events", help=f"Hysteresis off-threshold {_default('events.off_threshold')} (negative = the on-threshold)."),
+    min_gap: Optional[float] = typer.Option(None, "--min-gap", rich_help_panel="Events", help=f"Merge events closer than this, s {_default('events.min_gap_s')}."),
+    min_duration: Optional[float] = typer.Option(None, "--min-duration", rich_help_panel="Events", help=f"Drop events shorter than this, s {_default('events.min_duration_s')}."),
+    max_duration: Optional[float] = typer.Option(None, "--max-duration", rich_help_panel="Events", help=f"Split events longer than this at score minima, s {_default('events.max_duration_s')} (0 = never)."),
+    notebook_rule: bool = typer.Option(False, "--notebook-rule", rich_help_panel="Events", help="The original notebook's rule: non-overlapping 54000-sample windows, p > 0.99, runs = calls."),
     plots: bool = typer.Option(False, "--plots", help="Also write a spectrogram + score + events PNG per file."),
     config: Optional[Path] = ConfigOpt,
     sets: Optional[List[str]] = SetOpt,
@@ -427,7 +426,7 @@ def compare(
     out: Path = typer.Option(..., "--out", "-o", help="Report folder (report.md, report.json, figures)."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Completely annotated recordings (Raven tables + families.csv, e.g. data/annotations/forest): events and counts against the truth, event rules chosen by family cross-validation."),
     site_cv: bool = typer.Option(False, "--site-cv", help="With --annotations: also retrain the heads per fold on the clips plus the other folds' recordings (minutes per head)."),
-    folds: int = typer.Option(5, "--folds", help="Folds of whole recording families for --annotations."),
+    folds: int = typer.Option(FAMILY_FOLDS, "--folds", help="Folds of whole recording families for --annotations."),
     soundscapes: Optional[Path] = typer.Option(None, "--soundscapes", help="Soundscapes with truth.csv (yamcap synth, test splits) for event and count metrics."),
     forest: Optional[Path] = typer.Option(None, "--forest", help="Without --annotations: recordings to count with every model (default: the data's forest folder)."),
     yamnet_model: Optional[Path] = typer.Option(None, "--yamnet-model", help="A trained YAMNet model dir (else trained here)."),

@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .audio import SAMPLE_RATE, load_audio
-from .config import Config
+from .config import FAMILY_FOLDS, Config
 from .dataset import Clip, read_manifest
 from .detectors import load_model
 from .errors import YamcapError
@@ -234,7 +234,7 @@ def zero_shot_detector(config: Config, val_clips: list[Clip], progress: bool, ba
 
 def run_compare(data_dir: str | Path, out_dir: str | Path, config: Config, baselines: Sequence[str] = ("cnn",),
                 models: dict[str, Path] | None = None, forest: Path | None = None, annotations: Path | None = None,
-                site_cv: bool = False, soundscapes: Path | None = None, folds: int = 5, progress: bool = True,
+                site_cv: bool = False, soundscapes: Path | None = None, folds: int = FAMILY_FOLDS, progress: bool = True,
                 echo: Callable[[str], None] = print) -> dict:
     """Train (or take from ``models``: row -> model dir) every row, evaluate all, write ``out_dir``."""
     from .dataset import find_forest_dir
