@@ -22,7 +22,22 @@ from .fileio import atomic_write_json
 from .head import FrameHead
 
 
-class YamnetDetector:
+class BackboneFraming:
+    """Framing read from ``self.backbone``: the detector's frames are the backbone's."""
+
+    @property
+    def window_samples(self) -> int:
+        return self.backbone.window_samples
+
+    @property
+    def hop_samples(self) -> int:
+        return self.backbone.hop_samples
+
+    def frame_count(self, n_samples: int) -> int:
+        return self.backbone.frame_count(n_samples)
+
+
+class YamnetDetector(BackboneFraming):
     """A frozen backbone + :class:`FrameHead`: YAMNet (frames of 0.975 s every 0.48 s), or
     BirdNET (3 s frames every 1.5 s). ``kind`` is the backbone's name."""
 
@@ -44,17 +59,6 @@ class YamnetDetector:
             b = self.config.backbone
             self._backbone = make_backbone(b.name or "yamnet", b.handle or None, b.runtime)
         return self._backbone
-
-    @property
-    def window_samples(self) -> int:
-        return self.backbone.window_samples
-
-    @property
-    def hop_samples(self) -> int:
-        return self.backbone.hop_samples
-
-    def frame_count(self, n_samples: int) -> int:
-        return self.backbone.frame_count(n_samples)
 
     @property
     def context_frames(self) -> int:
@@ -149,7 +153,7 @@ def _check_head_fits(head: FrameHead, backbone, model_dir: Path) -> None:
             f"{width} (the model was trained with another backbone)")
 
 
-class ZeroShotDetector:
+class ZeroShotDetector(BackboneFraming):
     """A backbone's own class score as the frame score, with no head: BirdNET 2.4's
     Capuchinbird class (``Frames.extra["capuchinbird"]``). The clip score is the highest frame
     score; ``threshold`` is chosen by the caller (e.g. best F1 on validation clips)."""
@@ -165,17 +169,6 @@ class ZeroShotDetector:
     @property
     def kind(self) -> str:
         return f"{self.backbone.name}-zero-shot"
-
-    @property
-    def window_samples(self) -> int:
-        return self.backbone.window_samples
-
-    @property
-    def hop_samples(self) -> int:
-        return self.backbone.hop_samples
-
-    def frame_count(self, n_samples: int) -> int:
-        return self.backbone.frame_count(n_samples)
 
     def frame_scores(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         frames = self.backbone.embed(waveform)
