@@ -78,7 +78,8 @@ def build_tiny_yamnet(path: Path, tflite_ready: bool = False) -> Path:
     ``class_map_path()``. Embeddings are log band energies through a fixed random projection,
     enough for a head to tell the synthetic call from the other sounds; the "log-mel" rows are
     log energies in 64 linear bands. ``tflite_ready``: FFT lengths padded to powers of two
-    (16384, 512), which TFLite's RFFT needs (export tests); the bands then span 0-7.6 kHz.
+    (16384, 512), which TFLite's RFFT needs (export tests); the bands then span 0-7.6 kHz, and
+    the projection is a 1x1 convolution (what an int8 export quantizes).
     """
     from yamnet_capuchin.backbones import import_tensorflow
 
@@ -104,7 +105,12 @@ def build_tiny_yamnet(path: Path, tflite_ready: bool = False) -> Path:
             frames = tf.signal.frame(padded, 15600, 7680)
             spec = tf.abs(tf.signal.rfft(frames, [16384] if tflite_ready else None))[:, :7776]  # 0 .. ~7.97 kHz
             bands = tf.reduce_mean(tf.reshape(spec, [-1, 32, 243]), axis=-1)
-            emb = tf.nn.relu(tf.matmul(tf.math.log(bands + 1e-3), self.proj))
+            logs = tf.math.log(bands + 1e-3)
+            if tflite_ready:  # the same product as a 1x1 convolution, so that an int8 export has one to quantize
+                conv = tf.nn.conv2d(logs[:, None, None, :], self.proj[None, None], 1, "VALID")
+                emb = tf.nn.relu(tf.reshape(conv, [-1, 1024]))
+            else:
+                emb = tf.nn.relu(tf.matmul(logs, self.proj))
             scores = tf.sigmoid(emb[:, :521])
             # like YAMNet's: 25 ms windows every 10 ms, (F - 1) * 48 + 96 rows, 64 log bands
             rows = tf.abs(tf.signal.rfft(tf.signal.frame(padded, 400, 160), [512] if tflite_ready else None))[:, :192]

@@ -24,6 +24,7 @@ from .errors import ConfigError
 DEFAULT_YAMNET_HANDLE = "https://tfhub.dev/google/yamnet/1"
 # frames per invoke of an exported TFLite model (yamcap export): 16 ran fastest of 1, 16, 64, 256 (docs/export.md)
 DEFAULT_BLOCK_FRAMES = 16
+DEFAULT_CALIBRATION_BLOCKS = 200  # blocks of audio an int8 export is calibrated on
 FAMILY_FOLDS = 5  # folds of whole recording families when cross-validating on annotated recordings
 MIN_IOU = 0.3  # a detection matches a call at intersection-over-union >= this (DCASE few-shot convention)
 

@@ -34,7 +34,7 @@ import numpy as np
 from . import __version__
 from .backbones import (YAMNET_HOP, YAMNET_WINDOW, default_threads, frame_times, import_tensorflow,
                         quiet_native_stderr, yamnet_frame_count)
-from .config import DEFAULT_BLOCK_FRAMES, Config
+from .config import DEFAULT_BLOCK_FRAMES, DEFAULT_CALIBRATION_BLOCKS, Config
 from .errors import ModelError
 from .fileio import atomic_write_json, staging_dir
 
@@ -111,6 +111,43 @@ def _module(detector, metadata: str):
     return Exported()
 
 
+# TFLite ops left in float32 by an int8 export: YAMNet's front end (waveform framing, window,
+# mel matrix, log: an int8 waveform or int8 magnitudes lose quiet sounds) and the head (its
+# matrix products, bias adds and sigmoid: its scores saturate near 0 and 1, where the event
+# threshold sits). The convolution stack runs in int8.
+FLOAT_OPS = ("GATHER", "MUL", "PAD", "RESHAPE", "FULLY_CONNECTED", "LOG", "ADD", "LOGISTIC", "SQUEEZE")
+
+
+def calibration_blocks(paths, block_frames: int, n_blocks: int = DEFAULT_CALIBRATION_BLOCKS,
+                       audio_backend: str = "soundfile") -> list[np.ndarray]:
+    """Up to ``n_blocks`` TFLite input blocks cut from ``paths`` (audio files, in the order
+    given, one after the other): the activations an int8 export is calibrated on. No labels
+    are read; use audio like the audio the model will meet (its training clips, site recordings)."""
+    from .audio import load_audio
+
+    size, blocks, carry = block_samples(block_frames), [], np.zeros(0, np.float32)
+    for path in paths:
+        carry = np.concatenate([carry, load_audio(path, audio_backend)])
+        while carry.size >= size and len(blocks) < n_blocks:
+            blocks.append(np.ascontiguousarray(carry[:size], np.float32))
+            carry = carry[size:]
+        if len(blocks) >= n_blocks:
+            break
+    if not blocks:
+        raise ModelError(f"calibration needs at least {size / SAMPLE_RATE:.1f} s of audio")
+    return blocks
+
+
+def _int8_tflite(tf, converter, calibration: list[np.ndarray]) -> bytes:
+    """The converter's model with int8 convolutions (calibrated on ``calibration``), FLOAT_OPS in float32."""
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([b] for b in calibration)
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(FLOAT_OPS))
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=lambda: ([b] for b in calibration[:2]), debug_options=options)
+    return debugger.get_nondebug_quantized_model()
+
+
 def export_metadata(detector, fmt: str, block_frames: int | None) -> dict:
     ev = detector.config.events
     meta = {
@@ -139,11 +176,16 @@ def export_metadata(detector, fmt: str, block_frames: int | None) -> dict:
 
 
 def export_model(detector, out_dir: str | Path, fmt: str = "savedmodel",
-                 block_frames: int = DEFAULT_BLOCK_FRAMES) -> dict:
+                 block_frames: int = DEFAULT_BLOCK_FRAMES, calibration: list[np.ndarray] | None = None) -> dict:
     """Write ``detector`` (a YAMNet-head model) as one SavedModel or TFLite file into ``out_dir``
-    (replaced if it exists, written in a staging folder first); returns the metadata written."""
+    (replaced if it exists, written in a staging folder first); returns the metadata written.
+
+    ``calibration`` (TFLite only; blocks from :func:`calibration_blocks`): an int8 TFLite, its
+    convolutions in int8 calibrated on these blocks, front end and head in float32."""
     if fmt not in EXPORT_FORMATS:
         raise ModelError(f"unknown export format '{fmt}' (one of: {', '.join(EXPORT_FORMATS)})")
+    if calibration is not None and fmt != "tflite":
+        raise ModelError("int8 quantization is for --format tflite only")
     if block_frames < 1:
         raise ModelError(f"--block-frames must be at least 1, got {block_frames}")
     _check_exportable(detector)
@@ -152,6 +194,9 @@ def export_model(detector, out_dir: str | Path, fmt: str = "savedmodel",
                          "export it as a SavedModel")
     tf = import_tensorflow()
     meta = export_metadata(detector, fmt, block_frames if fmt == "tflite" else None)
+    if calibration is not None:
+        meta["quantization"] = {"weights_and_activations": "int8", "float_ops": list(FLOAT_OPS),
+                                "calibration_blocks": len(calibration)}
     module = _module(detector, json.dumps(meta, sort_keys=True))
     with staging_dir(out_dir) as tmp:
         if fmt == "savedmodel":
@@ -161,7 +206,10 @@ def export_model(detector, out_dir: str | Path, fmt: str = "savedmodel",
             fn = tf.function(lambda waveform: module.scores(waveform)[0], input_signature=[spec],
                              autograph=False).get_concrete_function()
             converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], module)
-            (tmp / TFLITE_NAME).write_bytes(converter.convert())
+            with warnings.catch_warnings(), quiet_native_stderr():
+                warnings.simplefilter("ignore")
+                model = converter.convert() if calibration is None else _int8_tflite(tf, converter, calibration)
+            (tmp / TFLITE_NAME).write_bytes(model)
         atomic_write_json(tmp / META_NAME, meta)
     return meta
 

@@ -1,0 +1,209 @@
+"""Can a head trained on a full-int8 YAMNet's own embeddings count as well as the float head?
+
+    python experiments/int8_head.py --yamnet ../shared/models/yamnet --data ../shared/data/capuchin \
+        --annotations data/annotations/forest --work /tmp/int8
+
+docs/export.md found that quantizing the exported graph (YAMNet + the shipped head) to full
+int8 runs at 1071x on one thread, but moves the shipped head's scores by up to 0.996: that head
+was trained on float embeddings and saturates. This script tests the way out named there:
+
+1. convert YAMNet (a 16-frame waveform block -> (16, 1024) embeddings) to a full-int8 TFLite,
+   calibrated on blocks of the training clips (no labels are read for calibration);
+2. wrap it as a backbone, so that the embedding cache, heads and family cross-validation of
+   :mod:`yamnet_capuchin.crossval` run on its embeddings unchanged;
+3. run the nested family CV of ``benchmarks/forest_cv.py`` with heads trained on the int8
+   embeddings, and (for contrast) score the recordings with the shipped float head on them;
+4. time decode + resample alone, and decode + int8 embedding + head, over the annotated
+   recordings, with the decoding in a background thread as ``yamcap count`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from yamnet_capuchin.audio import load_audio
+from yamnet_capuchin.backbones import YAMNET_HOP, YAMNET_WINDOW, Frames, frame_times, import_tensorflow, yamnet_frame_count
+from yamnet_capuchin.config import FAMILY_FOLDS, Config
+from yamnet_capuchin.crossval import SiteData, annotated_recordings, assign_folds, fixed_scorer, nested_cv
+from yamnet_capuchin.dataset import discover_clips
+from yamnet_capuchin.detectors import load_model
+
+BLOCK_FRAMES = 16
+FLOAT_OPS = ("GATHER", "MUL", "PAD", "RESHAPE", "FULLY_CONNECTED", "LOG")  # waveform framing, window, mel matrix, log: float32
+
+
+def block_samples(k: int = BLOCK_FRAMES) -> int:
+    return (k - 1) * YAMNET_HOP + YAMNET_WINDOW
+
+
+def convert_int8(yamnet_dir: Path, calibration: list[np.ndarray], out: Path) -> Path:
+    """YAMNet's block graph (waveform -> embeddings) as a full-int8 TFLite, float in and out."""
+    tf = import_tensorflow()
+    model = tf.saved_model.load(str(yamnet_dir))
+    spec = tf.TensorSpec([block_samples()], tf.float32, name="waveform")
+    fn = tf.function(lambda w: model(w)[1], input_signature=[spec], autograph=False).get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([b] for b in calibration)
+    if not FLOAT_OPS:
+        out.write_bytes(converter.convert())
+        return out
+    # the front end stays float: an int8 waveform or int8 magnitudes into the mel matrix and log lose quiet sounds
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(FLOAT_OPS))
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=lambda: ([b] for b in calibration[:4]), debug_options=options)
+    out.write_bytes(debugger.get_nondebug_quantized_model())
+    return out
+
+
+def calibration_blocks(data: Path, n: int, seed: int) -> list[np.ndarray]:
+    """``n`` blocks of concatenated clips (both classes, drawn at random; labels unused)."""
+    rng = np.random.default_rng(seed)
+    clips = discover_clips(data)
+    order = rng.permutation(len(clips))
+    stream, blocks, size = [], [], block_samples()
+    for i in order:
+        stream.append(load_audio(clips[i].path))
+        joined = np.concatenate(stream)
+        while joined.size >= size and len(blocks) < n:
+            blocks.append(joined[:size].astype(np.float32))
+            joined = joined[size:]
+        stream = [joined]
+        if len(blocks) >= n:
+            break
+    return blocks
+
+
+class Int8Yamnet:
+    """A full-int8 YAMNet TFLite (16-frame blocks) behind the backbone surface."""
+
+    name = "yamnet"
+    version = "1"
+    runtime = "tflite-int8-block"
+    window_samples = YAMNET_WINDOW
+    hop_samples = YAMNET_HOP
+    embedding_dim = 1024
+
+    def __init__(self, path: Path, threads: int = 2):
+        self.handle = str(path)
+        self.threads = threads
+        self._interp = None
+        self._fingerprint = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+    def identity(self) -> dict:
+        return {"name": self.name, "version": self.version, "runtime": self.runtime, "handle": self.handle,
+                "fingerprint": self._fingerprint, "block_frames": BLOCK_FRAMES}
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def frame_count(self, n_samples: int) -> int:
+        return yamnet_frame_count(n_samples)
+
+    def load(self) -> "Int8Yamnet":
+        if self._interp is None:
+            tf = import_tensorflow()
+            self._interp = tf.lite.Interpreter(model_path=self.handle, num_threads=self.threads)
+            self._interp.allocate_tensors()
+            self._in = self._interp.get_input_details()[0]["index"]
+            self._out = self._interp.get_output_details()[0]["index"]
+        return self
+
+    def embed(self, waveform: np.ndarray) -> Frames:
+        self.load()
+        wave = np.asarray(waveform, np.float32).reshape(-1)
+        n = self.frame_count(wave.size)
+        blocks = -(-n // BLOCK_FRAMES)
+        padded = np.zeros(block_samples(blocks * BLOCK_FRAMES), np.float32)
+        padded[: wave.size] = wave
+        emb = np.empty((blocks * BLOCK_FRAMES, 1024), np.float32)
+        for b in range(blocks):
+            start = b * BLOCK_FRAMES * YAMNET_HOP
+            self._interp.set_tensor(self._in, padded[start:start + block_samples()])
+            self._interp.invoke()
+            emb[b * BLOCK_FRAMES:(b + 1) * BLOCK_FRAMES] = self._interp.get_tensor(self._out)
+        return Frames(frame_times(n, YAMNET_HOP), emb[:n], np.zeros((n, 0), np.float32))
+
+
+def timing(paths: list[Path], backbone, head, threads: int) -> dict:
+    """Seconds for decode + resample alone (one thread) and for the whole pipeline (decode in a
+    background thread, int8 embedding with ``threads`` threads, then the head)."""
+    from yamnet_capuchin.audio import audio_info
+    from yamnet_capuchin.streaming import prefetch_blocks
+
+    audio_s = sum(audio_info(p).duration_s for p in paths)
+    t0 = time.perf_counter()
+    for p in paths:
+        load_audio(p)
+    decode = time.perf_counter() - t0
+    backbone.threads, backbone._interp = threads, None
+    backbone.load()
+    t0 = time.perf_counter()
+    for path, blocks in prefetch_blocks(paths, 10 ** 9, 0):
+        wave = np.concatenate([b.samples for b in blocks])
+        head.frame_scores(head.frame_inputs(backbone.embed(wave)))
+    total = time.perf_counter() - t0
+    return {"audio_s": audio_s, "decode_s": decode, "pipeline_s": total, "decode_x": audio_s / decode,
+            "pipeline_x": audio_s / total, "share_of_floor": decode / total}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--yamnet", type=Path, required=True, help="YAMNet SavedModel folder")
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--annotations", type=Path, required=True)
+    ap.add_argument("--work", type=Path, required=True, help="folder for the int8 file and the results")
+    ap.add_argument("--calibration", type=int, default=200, help="calibration blocks (default 200)")
+    ap.add_argument("--folds", type=int, default=FAMILY_FOLDS)
+    ap.add_argument("--set", dest="sets", action="append", default=[])
+    ap.add_argument("--skip", choices=("cv", "timing"), help="leave out the cross-validation or the timing")
+    args = ap.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    cfg = Config.load(None, dict(s.split("=", 1) for s in args.sets))
+    t0 = time.perf_counter()
+    path = args.work / "yamnet_int8_block16.tflite"
+    if not path.exists():
+        convert_int8(args.yamnet, calibration_blocks(args.data, args.calibration, cfg.seed), path)
+    print(f"int8 YAMNet: {path} ({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.0f} s", flush=True)
+    backbone = Int8Yamnet(path)
+    tables, audio, families = annotated_recordings(args.annotations, args.data)
+    result = {"int8_file_bytes": path.stat().st_size, "calibration_blocks": args.calibration}
+    if args.skip != "cv":
+        fold = assign_folds(tables, families, args.folds, cfg.seed)
+        data = SiteData(cfg, args.data, tables, audio, families, backbone=backbone)
+        shipped = load_model()  # the shipped float head, on the int8 embeddings
+        float_scores = {s: (f.start_s, shipped.head.frame_scores(shipped.head.frame_inputs(f)))
+                        for s, f in data.rec_frames.items()}
+        cv = nested_cv(fold, fixed_scorer(float_scores), tables, data.durations, data.window_s, data.hop_s)
+        result["shipped_float_head_on_int8"] = cv["rows"]["nested"]
+        cv = nested_cv(fold, data.score_fold, tables, data.durations, data.window_s, data.hop_s, echo=print)
+        result["int8_heads_nested"] = cv["rows"]["nested"]
+        result["int8_per_file"] = cv["per_file"]
+        for key in ("shipped_float_head_on_int8", "int8_heads_nested"):
+            r = result[key]
+            print(f"{key}: P {r['event_precision']:.3f} R {r['event_recall']:.3f} F1 {r['event_f1']:.3f} "
+                  f"MAE {r['count_mae']:.3f} exact {r['count_exact_rate']:.3f} FP/h {r['false_events_per_hour']:.2f}")
+    if args.skip != "timing":
+        from yamnet_capuchin.head import FrameHead
+
+        head = load_model().head if args.skip == "cv" else data.fit(sorted(tables))  # the head's cost is what counts here
+        assert isinstance(head, FrameHead)
+        result["timing"] = {t: timing([audio[s] for s in sorted(audio)], backbone, head, t) for t in (1, 2)}
+        for t, r in result["timing"].items():
+            print(f"{t} thread(s): decode floor {r['decode_x']:.0f}x, pipeline {r['pipeline_x']:.0f}x, "
+                  f"share {r['share_of_floor']:.2f}")
+    (args.work / f"int8_head{'' if not args.skip else '-no-' + args.skip}.json").write_text(
+        json.dumps(result, indent=1, default=float))
+    print(f"{time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
