@@ -24,7 +24,8 @@ from typing import Callable
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .config import Config
+from .config import DEFAULT_BLOCK_FRAMES, Config
+from .export import calibration_blocks, export_model
 from .fileio import atomic_write_json, atomic_write_text
 
 RSS_LENGTHS_S = {"1 min": 60, "10 min": 600, "1 h": 3600, "10 h": 36000}
@@ -219,12 +220,16 @@ def run_benchmark(data_dir: Path, out_dir: Path, yamnet: str, tflite: str | None
         runtimes["cnn"] = lambda: load_model(cnn_model, expect_kind="cnn")
     exported_dir = Path(tempfile.mkdtemp(prefix="yamcap-bench-export-"))
     exported = {}
-    for fmt in ("savedmodel", "tflite"):  # the same head as one graph (yamcap export)
-        from .export import export_model
-
-        exported[f"exported_{fmt}"] = exported_dir / fmt
-        export_model(load_model(yamnet_model, yamnet=yamnet, runtime="savedmodel"), exported_dir / fmt, fmt)
-        runtimes[f"exported_{fmt}"] = (lambda d: lambda: load_model(d))(exported_dir / fmt)
+    clips = [d for d in (data_dir / "Parsed_Capuchinbird_Clips", data_dir / "Parsed_Not_Capuchinbird_Clips") if d.is_dir()]
+    for name in ("savedmodel", "tflite", "tflite_int8"):  # the same head as one graph (yamcap export)
+        if name == "tflite_int8" and not clips:
+            continue
+        fmt = name.split("_")[0]
+        calibration = calibration_blocks(clips, DEFAULT_BLOCK_FRAMES, seed=config.seed) if name.endswith("int8") else None
+        exported[f"exported_{name}"] = exported_dir / name
+        export_model(load_model(yamnet_model, yamnet=yamnet, runtime="savedmodel"), exported_dir / name, fmt,
+                     calibration=calibration)
+        runtimes[f"exported_{name}"] = (lambda d: lambda: load_model(d))(exported_dir / name)
     result["runtimes"] = {}
     for name, make in runtimes.items():
         import warnings

@@ -415,21 +415,12 @@ def export(
     """
     from .detectors import load_model
     from .export import calibration_blocks as cut_blocks, export_model
-    from .fileio import expand_audio_paths
 
     if (int8 or calibrate) and fmt != "tflite":
         _fail("--int8 and --calibrate are for --format tflite")
     if int8 and not calibrate:
         _fail("--int8 needs --calibrate: audio like the audio the model will meet (e.g. its training clips)")
-    calibration = None
-    if int8:
-        import random
-
-        files = expand_audio_paths(calibrate)
-        if not files:
-            _fail("no audio files found in --calibrate")
-        random.Random(_CFG.seed).shuffle(files)
-        calibration = cut_blocks(files, block_frames, calibration_blocks)
+    calibration = cut_blocks(calibrate, block_frames, calibration_blocks, seed=_CFG.seed) if int8 else None
     detector = load_model(model, yamnet=yamnet, runtime="savedmodel")
     meta = export_model(detector, out, fmt, block_frames, calibration)
     what = (f"block of {meta['block_samples']} samples -> {meta['block_frames']} frame scores"

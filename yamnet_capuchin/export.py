@@ -119,14 +119,21 @@ FLOAT_OPS = ("GATHER", "MUL", "PAD", "RESHAPE", "FULLY_CONNECTED", "LOG", "ADD",
 
 
 def calibration_blocks(paths, block_frames: int, n_blocks: int = DEFAULT_CALIBRATION_BLOCKS,
-                       audio_backend: str = "soundfile") -> list[np.ndarray]:
-    """Up to ``n_blocks`` TFLite input blocks cut from ``paths`` (audio files, in the order
-    given, one after the other): the activations an int8 export is calibrated on. No labels
-    are read; use audio like the audio the model will meet (its training clips, site recordings)."""
-    from .audio import load_audio
+                       audio_backend: str = "soundfile", seed: int | None = None) -> list[np.ndarray]:
+    """Up to ``n_blocks`` TFLite input blocks cut from ``paths`` (audio files or folders, read
+    one file after the other; ``seed``: in a shuffled order): the activations an int8 export is
+    calibrated on. No labels are read; use audio like the audio the model will meet (its
+    training clips, site recordings)."""
+    import random
 
+    from .audio import load_audio
+    from .fileio import expand_audio_paths
+
+    files = expand_audio_paths([Path(p) for p in paths])
+    if seed is not None:
+        random.Random(seed).shuffle(files)
     size, blocks, carry = block_samples(block_frames), [], np.zeros(0, np.float32)
-    for path in paths:
+    for path in files:
         carry = np.concatenate([carry, load_audio(path, audio_backend)])
         while carry.size >= size and len(blocks) < n_blocks:
             blocks.append(np.ascontiguousarray(carry[:size], np.float32))
@@ -134,7 +141,7 @@ def calibration_blocks(paths, block_frames: int, n_blocks: int = DEFAULT_CALIBRA
         if len(blocks) >= n_blocks:
             break
     if not blocks:
-        raise ModelError(f"calibration needs at least {size / SAMPLE_RATE:.1f} s of audio")
+        raise ModelError(f"calibration needs at least {size / SAMPLE_RATE:.1f} s of audio (found {len(files)} files)")
     return blocks
 
 
