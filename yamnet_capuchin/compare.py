@@ -275,7 +275,8 @@ def run_compare(data_dir: str | Path, out_dir: str | Path, config: Config, basel
         ev = evaluate_clips(det, test_y, config.audio.backend, progress, f"Test clips ({name})")
         curves[name] = (np.array(ev["labels"]), np.array(ev["scores"]))
         report["models"][name] = {
-            "kind": det.kind, "model_dir": str(mdir) if mdir else None, "test": ev["metrics"],
+            "kind": det.kind, "test": ev["metrics"],
+            "model_dir": str(out_dir / "models" / name) if trained.get(name) else (str(mdir) if mdir else None),
             "parameters": det.parameters(), **_size(det, mdir), "train_seconds": train_s,
             "trained_in_this_run": trained.get(name, False), "threshold": det.threshold,
         }
@@ -301,7 +302,7 @@ def run_compare(data_dir: str | Path, out_dir: str | Path, config: Config, basel
 
 
 def _figures(report: dict, curves: dict, model_dirs: dict, tmp: Path) -> None:
-    from .plots import counts_bar, roc_pr_curves
+    from .plots import count_errors, counts_bar, roc_pr_curves
 
     save_figure(roc_pr_curves(curves), tmp / "roc_pr.png")
     for name, mdir in model_dirs.items():
@@ -309,10 +310,11 @@ def _figures(report: dict, curves: dict, model_dirs: dict, tmp: Path) -> None:
             shutil.copy(mdir / "training_curve.png", tmp / f"training_curve_{name}.png")
     if "real" in report:
         rows = report["real"]["rows"]
-        stems = sorted(next(iter(rows.values()))["per_file"])
-        bars = {"true": [rows["yamnet"]["per_file"][s]["true"] for s in stems]}
-        bars.update({k: [v["per_file"][s]["nested"] for s in stems] for k, v in rows.items()})
-        save_figure(counts_bar(stems, bars, "Calls per annotated recording (family CV)"), tmp / "counts_compare.png")
+        stems = sorted(rows["yamnet"]["per_file"])
+        save_figure(count_errors(stems, [rows["yamnet"]["per_file"][s]["true"] for s in stems],
+                                 {k: [v["per_file"][s]["nested"] for s in stems] for k, v in rows.items()},
+                                 "Counted minus true calls per annotated recording (family CV)"),
+                    tmp / "counts_compare.png")
     elif "forest" in report:
         c = report["forest"]["counts"]
         bars = {n: c[n] for n in report["rows"]}

@@ -74,6 +74,32 @@ def counts_bar(names: Sequence[str], counts: Mapping[str, Sequence[int]], title:
     return fig
 
 
+def count_errors(names: Sequence[str], true: Sequence[int], counts: Mapping[str, Sequence[int]],
+                 title: str = "Counted minus true calls per recording"):
+    """One row per model, one column per file: counted minus true calls (red: too many, blue:
+    too few, white: exact), with the difference written in each non-zero cell and the true
+    counts along the top."""
+    plt = _plt()
+    rows = list(counts)
+    diff = np.array([np.asarray(counts[r]) - np.asarray(true) for r in rows], float)
+    limit = max(1.0, float(np.abs(diff).max()))
+    fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(names) + 3), 0.45 * len(rows) + 1.8))
+    ax.imshow(diff, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+    for i, j in zip(*np.nonzero(diff)):
+        ax.text(j, i, f"{int(diff[i, j]):+d}", ha="center", va="center", fontsize=6)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(rows, fontsize=8)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=90, fontsize=7)
+    top = ax.secondary_xaxis("top")
+    top.set_xticks(range(len(names)))
+    top.set_xticklabels([str(t) for t in true], fontsize=7)
+    top.set_xlabel("true calls", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def detection_plot(path, frame_scores, events, audio_backend: str, window_s: float, hop_s: float, threshold=None):
     """Spectrogram, frame-score curve and detected events of one file (loads the whole file)."""
     from scipy.signal import spectrogram
