@@ -169,6 +169,10 @@ def test_int8_export_quantizes_the_convolutions_only(tiny_yamnet, tmp_path, monk
     write(tmp_path / "rec" / "a.wav", wave)
     r = invoke("count", tmp_path / "rec", "--out", tmp_path / "c", "--model", tmp_path / "int8", "-q")
     assert r.exit_code == 0, r.output
+    (cal / "broken.wav").write_text("not audio\n")  # skipped with a line naming it; the export is still written, exit 1
+    r = invoke("export", "--model", model, "--format", "tflite", "--int8", "--calibrate", cal,
+               "--calibration-blocks", 100, "--block-frames", 4, "--out", tmp_path / "int8b")  # every file read
+    assert r.exit_code == 1 and "broken.wav" in r.output and (tmp_path / "int8b" / "model.tflite").is_file(), r.output
     one_line_error(invoke("export", "--model", model, "--int8", "--calibrate", cal, "--out", tmp_path / "x"), "--format tflite")
     one_line_error(invoke("export", "--model", model, "--format", "tflite", "--int8", "--out", tmp_path / "x"), "--calibrate")
 

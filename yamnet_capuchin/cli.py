@@ -420,7 +420,8 @@ def export(
         _fail("--int8 and --calibrate are for --format tflite")
     if int8 and not calibrate:
         _fail("--int8 needs --calibrate: audio like the audio the model will meet (e.g. its training clips)")
-    calibration = cut_blocks(calibrate, block_frames, calibration_blocks, seed=_CFG.seed) if int8 else None
+    failures: list = []
+    calibration = cut_blocks(calibrate, block_frames, calibration_blocks, seed=_CFG.seed, failures=failures) if int8 else None
     detector = load_model(model, yamnet=yamnet, runtime="savedmodel")
     meta = export_model(detector, out, fmt, block_frames, calibration)
     what = (f"block of {meta['block_samples']} samples -> {meta['block_frames']} frame scores"
@@ -428,6 +429,9 @@ def export(
     if calibration is not None:
         what += f"; int8 convolutions, calibrated on {len(calibration)} blocks"
     typer.echo(f"exported {meta['provenance']['source_fingerprint']} as {fmt} to {out}/ ({what})")
+    if failures:
+        _report_failures(failures)
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -119,14 +119,17 @@ FLOAT_OPS = ("GATHER", "MUL", "PAD", "RESHAPE", "FULLY_CONNECTED", "LOG", "ADD",
 
 
 def calibration_blocks(paths, block_frames: int, n_blocks: int = DEFAULT_CALIBRATION_BLOCKS,
-                       audio_backend: str = "soundfile", seed: int | None = None) -> list[np.ndarray]:
+                       audio_backend: str = "soundfile", seed: int | None = None,
+                       failures: list | None = None) -> list[np.ndarray]:
     """Up to ``n_blocks`` TFLite input blocks cut from ``paths`` (audio files or folders, read
     one file after the other; ``seed``: in a shuffled order): the activations an int8 export is
     calibrated on. No labels are read; use audio like the audio the model will meet (its
-    training clips, site recordings)."""
+    training clips, site recordings). Unreadable files are skipped and, with ``failures``,
+    appended to it as (path, reason)."""
     import random
 
     from .audio import load_audio
+    from .errors import AudioError
     from .fileio import expand_audio_paths
 
     files = expand_audio_paths([Path(p) for p in paths])
@@ -134,7 +137,13 @@ def calibration_blocks(paths, block_frames: int, n_blocks: int = DEFAULT_CALIBRA
         random.Random(seed).shuffle(files)
     size, blocks, carry = block_samples(block_frames), [], np.zeros(0, np.float32)
     for path in files:
-        carry = np.concatenate([carry, load_audio(path, audio_backend)])
+        try:
+            wave = load_audio(path, audio_backend)
+        except AudioError as exc:
+            if failures is not None:
+                failures.append((str(path), exc.reason))
+            continue
+        carry = np.concatenate([carry, wave])
         while carry.size >= size and len(blocks) < n_blocks:
             blocks.append(np.ascontiguousarray(carry[:size], np.float32))
             carry = carry[size:]
