@@ -27,10 +27,16 @@ import numpy as np
 
 from .annotations import CALL, read_folder
 from .audio import SAMPLE_RATE, audio_info
+from .backbones import make_backbone
+from .cache import EmbeddingCache
 from .config import Config
+from .dataset import (background_clips, discover_clips, find_forest_dir, find_recordings, selection_clips,
+                      split_by_source)
 from .errors import YamcapError
 from .events import EventParams, detect_events
 from .families import family_folds, read_families
+from .features import ClipEmbedder
+from .head import FrameHead, head_inputs
 from .metrics import score_annotated
 
 GRID = {
@@ -161,10 +167,6 @@ class SiteData:
 
     def __init__(self, cfg: Config, data_dir: Path, tables: Mapping, audio: Mapping[str, Path],
                  families: Mapping[str, str], echo: Callable[[str], None] = print, backbone=None):
-        from .backbones import make_backbone
-        from .cache import EmbeddingCache
-        from .dataset import background_clips, discover_clips, selection_clips, split_by_source
-        from .features import ClipEmbedder
 
         self.cfg = cfg
         b = cfg.backbone
@@ -195,7 +197,6 @@ class SiteData:
         self.negative_weight = 1.0  # weight of the recordings' non-call segments (other:* and unlabelled)
 
     def inputs(self, frames):
-        from .head import head_inputs
 
         return head_inputs(frames, self.cfg.head.inputs)
 
@@ -218,7 +219,6 @@ class SiteData:
     def fit(self, train_recordings):
         """A head on the clips (train + test split; val for early stopping) and the segments of
         ``train_recordings``."""
-        from .head import FrameHead
 
         x = [xi for c, xi in zip(self.clips, self.clip_x) if c.split != "val"]
         y = [c.label for c in self.clips if c.split != "val"]
@@ -256,7 +256,6 @@ class SiteData:
 def annotated_recordings(ann_dir: Path, data_dir: Path | None, audio_dirs: Sequence[Path] = ()) -> tuple[dict, dict, dict]:
     """(tables, audio paths, families) of a folder of complete annotation tables with its
     ``families.csv``; audio is found in ``audio_dirs`` and the data's forest folder."""
-    from .dataset import find_forest_dir, find_recordings
 
     ann_dir = Path(ann_dir)
     tables = read_folder(ann_dir)
