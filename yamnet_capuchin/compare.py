@@ -25,15 +25,24 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, load_audio
+from .audio import SAMPLE_RATE, audio_info, load_audio
+from .backbones import make_backbone
+from .backbones.birdnet import resolve_birdnet_handle
+from .cnn import train_cnn
 from .config import FAMILY_FOLDS, Config
-from .dataset import Clip, read_manifest
+from .count import event_params, notebook_window_samples, window_scores
+from .crossval import SiteData, annotated_recordings, assign_folds, call_counts, fixed_scorer, nested_cv
+from .dataset import Clip, find_forest_dir, read_manifest
 from .detectors import load_model
 from .errors import YamcapError
+from .evaluation import evaluate_detector, read_truth_any
 from .events import detect_events, notebook_rule_events
 from .fileio import atomic_write_json, atomic_write_text, expand_audio_paths, save_figure, staging_dir
 from .metrics import MIN_IOU, best_f1_threshold, classification_metrics, score_annotated
+from .model import ZeroShotDetector
 from .progress import track
+from .streaming import stream_frame_scores
+from .train import train_yamnet
 
 BASELINES = {
     "cnn": "the notebook's spectrogram CNN",
@@ -93,8 +102,6 @@ def _size(detector, model_dir: Path | None) -> dict:
 
 def count_forest(detectors: dict, files: list[Path], config: Config, progress: bool) -> dict:
     """Per-file counts for each model with its own rule and with the notebook rule."""
-    from .count import event_params, notebook_window_samples, window_scores
-    from .streaming import stream_frame_scores
 
     out = {"files": [p.name for p in files]}
     for name, det in detectors.items():
@@ -128,10 +135,6 @@ def evaluate_real(dets: dict, annotations: Path, data_dir: Path, config: Config,
     """Every model on completely annotated recordings: frame scores of each recording once
     (timed: the speed per model), event rules chosen by family CV; with ``site_cv`` also the
     heads retrained, per fold, on the clips plus the other folds' recordings."""
-    from .audio import audio_info
-    from .count import notebook_window_samples, window_scores
-    from .crossval import SiteData, annotated_recordings, assign_folds, call_counts, fixed_scorer, nested_cv
-    from .streaming import stream_frame_scores
 
     tables, audio, families = annotated_recordings(annotations, data_dir, config.data.audio_dirs)
     fold = assign_folds(tables, families, folds, config.seed)
@@ -189,7 +192,6 @@ SOUNDSCAPE_KEYS = ("event_precision", "event_recall", "event_f1", "event_tp", "e
 def evaluate_soundscapes(dets: dict, soundscapes: Path, config: Config, progress: bool) -> dict:
     """Event and count metrics of each model with its own events (on-threshold: the model's
     validation-clip threshold, so no row borrows another's tuning), and the CNN with the notebook rule."""
-    from .evaluation import evaluate_detector, read_truth_any
 
     truth_path = soundscapes / "truth.csv" if (soundscapes / "truth.csv").exists() else soundscapes
     truth = read_truth_any(truth_path)
@@ -207,8 +209,6 @@ def evaluate_soundscapes(dets: dict, soundscapes: Path, config: Config, progress
 
 
 def _train(name: str, data_dir, out: Path, config: Config, progress: bool, echo) -> Path:
-    from .cnn import train_cnn
-    from .train import train_yamnet
 
     cfg = Config.from_dict(config.to_dict())
     cfg.backbone.name = TRAINED[name]
@@ -223,8 +223,6 @@ def _train(name: str, data_dir, out: Path, config: Config, progress: bool, echo)
 
 def zero_shot_detector(config: Config, val_clips: list[Clip], progress: bool, backbone=None):
     """BirdNET zero-shot, its threshold the best F1 on ``val_clips``."""
-    from .backbones import make_backbone
-    from .model import ZeroShotDetector
 
     det = ZeroShotDetector(backbone or make_backbone("birdnet"), 0.5, config)
     scores, _, _ = clip_scores(det, val_clips, config.audio.backend, progress, "Choosing BirdNET's threshold (validation clips)")
@@ -237,7 +235,6 @@ def run_compare(data_dir: str | Path, out_dir: str | Path, config: Config, basel
                 site_cv: bool = False, soundscapes: Path | None = None, folds: int = FAMILY_FOLDS, progress: bool = True,
                 echo: Callable[[str], None] = print) -> dict:
     """Train (or take from ``models``: row -> model dir) every row, evaluate all, write ``out_dir``."""
-    from .dataset import find_forest_dir
 
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
@@ -246,8 +243,6 @@ def run_compare(data_dir: str | Path, out_dir: str | Path, config: Config, basel
         raise YamcapError("--site-cv needs --annotations (completely annotated recordings with families.csv)")
     rows = ["yamnet"] + [b for b in dict.fromkeys(baselines) if b != "yamnet"]
     if {"birdnet", "birdnet-head"} & set(rows):  # before anything trains: the [birdnet] extra is there
-        from .backbones.birdnet import resolve_birdnet_handle
-
         resolve_birdnet_handle()
     out_dir, data_dir = Path(out_dir), Path(data_dir)
     models_dir = out_dir.parent / f".{out_dir.name}.models"
