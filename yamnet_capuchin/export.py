@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import random
 import warnings
 from pathlib import Path
 
@@ -35,8 +36,9 @@ from . import __version__
 from .backbones import (YAMNET_HOP, YAMNET_WINDOW, default_threads, frame_times, import_tensorflow,
                         quiet_native_stderr, yamnet_frame_count)
 from .config import DEFAULT_BLOCK_FRAMES, DEFAULT_CALIBRATION_BLOCKS, Config
-from .errors import ModelError
-from .fileio import atomic_write_json, staging_dir
+from .audio import load_audio
+from .errors import AudioError, ModelError
+from .fileio import atomic_write_json, expand_audio_paths, staging_dir
 
 EXPORT_FORMAT = "yamcap-export/1"
 EXPORT_FORMATS = ("savedmodel", "tflite")
@@ -126,12 +128,6 @@ def calibration_blocks(paths, block_frames: int, n_blocks: int = DEFAULT_CALIBRA
     calibrated on. No labels are read; use audio like the audio the model will meet (its
     training clips, site recordings). Unreadable files are skipped and, with ``failures``,
     appended to it as (path, reason)."""
-    import random
-
-    from .audio import load_audio
-    from .errors import AudioError
-    from .fileio import expand_audio_paths
-
     files = expand_audio_paths([Path(p) for p in paths])
     if seed is not None:
         random.Random(seed).shuffle(files)
