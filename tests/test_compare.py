@@ -123,6 +123,7 @@ def test_compare_with_cnn_counts_forest_and_soundscapes(tiny_data, tiny_yamnet, 
 @pytest.mark.parametrize("args, message", [
     (["--baseline", "perch"], "unknown baseline 'perch'"),
     (["--site-cv"], "--site-cv needs --annotations"),
+    (["--annotations", "no-such-folder"], "annotation folder not found"),  # before anything trains
 ])
 def test_compare_refuses_bad_requests_in_one_line(tiny_data, tmp_path, args, message):
     r = invoke("compare", "--data", tiny_data, "--out", tmp_path / "r", "-q", *args)

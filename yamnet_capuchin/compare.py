@@ -137,7 +137,7 @@ def evaluate_real(dets: dict, annotations: Path, data_dir: Path, config: Config,
     heads retrained, per fold, on the clips plus the other folds' recordings."""
 
     tables, audio, families = annotated_recordings(annotations, data_dir, config.data.audio_dirs)
-    fold = assign_folds(tables, families, folds, config.seed)
+    fold = assign_folds(tables, families, folds, config.seed)  # checked once already, before training
     durations = {s: audio_info(p).duration_s for s, p in audio.items()}
     stems = sorted(tables)
     out = {"dir": str(annotations), "recordings": len(stems), "calls": sum(call_counts(tables).values()),
@@ -244,6 +244,9 @@ def run_compare(data_dir: str | Path, out_dir: str | Path, config: Config, basel
     rows = ["yamnet"] + [b for b in dict.fromkeys(baselines) if b != "yamnet"]
     if {"birdnet", "birdnet-head"} & set(rows):  # before anything trains: the [birdnet] extra is there
         resolve_birdnet_handle()
+    if annotations is not None:  # ... and the annotated recordings, their audio and enough families
+        tables, _, families = annotated_recordings(Path(annotations), data_dir, config.data.audio_dirs)
+        assign_folds(tables, families, folds, config.seed)
     out_dir, data_dir = Path(out_dir), Path(data_dir)
     models_dir = out_dir.parent / f".{out_dir.name}.models"
     models_dir.mkdir(parents=True, exist_ok=True)
