@@ -102,7 +102,6 @@ def _size(detector, model_dir: Path | None) -> dict:
 
 def count_forest(detectors: dict, files: list[Path], config: Config, progress: bool) -> dict:
     """Per-file counts for each model with its own rule and with the notebook rule."""
-
     out = {"files": [p.name for p in files]}
     for name, det in detectors.items():
         own, notebook, t_total, audio_total = [], [], 0.0, 0.0
@@ -135,7 +134,6 @@ def evaluate_real(dets: dict, annotations: Path, data_dir: Path, config: Config,
     """Every model on completely annotated recordings: frame scores of each recording once
     (timed: the speed per model), event rules chosen by family CV; with ``site_cv`` also the
     heads retrained, per fold, on the clips plus the other folds' recordings."""
-
     tables, audio, families = annotated_recordings(annotations, data_dir, config.data.audio_dirs)
     fold = assign_folds(tables, families, folds, config.seed)  # checked once already, before training
     durations = {s: audio_info(p).duration_s for s, p in audio.items()}
@@ -192,7 +190,6 @@ SOUNDSCAPE_KEYS = ("event_precision", "event_recall", "event_f1", "event_tp", "e
 def evaluate_soundscapes(dets: dict, soundscapes: Path, config: Config, progress: bool) -> dict:
     """Event and count metrics of each model with its own events (on-threshold: the model's
     validation-clip threshold, so no row borrows another's tuning), and the CNN with the notebook rule."""
-
     truth_path = soundscapes / "truth.csv" if (soundscapes / "truth.csv").exists() else soundscapes
     truth = read_truth_any(truth_path)
     files = expand_audio_paths([soundscapes])
@@ -223,7 +220,6 @@ def _train(name: str, data_dir, out: Path, config: Config, progress: bool, echo)
 
 def zero_shot_detector(config: Config, val_clips: list[Clip], progress: bool, backbone=None):
     """BirdNET zero-shot, its threshold the best F1 on ``val_clips``."""
-
     det = ZeroShotDetector(backbone or make_backbone("birdnet"), 0.5, config)
     scores, _, _ = clip_scores(det, val_clips, config.audio.backend, progress, "Choosing BirdNET's threshold (validation clips)")
     det.threshold = best_f1_threshold(np.array([c.label for c in val_clips]), np.array(scores))
@@ -235,7 +231,6 @@ def run_compare(data_dir: str | Path, out_dir: str | Path, config: Config, basel
                 site_cv: bool = False, soundscapes: Path | None = None, folds: int = FAMILY_FOLDS, progress: bool = True,
                 echo: Callable[[str], None] = print) -> dict:
     """Train (or take from ``models``: row -> model dir) every row, evaluate all, write ``out_dir``."""
-
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
         raise YamcapError(f"unknown baseline '{unknown[0]}' (known: {', '.join(BASELINES)})")

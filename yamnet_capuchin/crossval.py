@@ -219,7 +219,6 @@ class SiteData:
     def fit(self, train_recordings):
         """A head on the clips (train + test split; val for early stopping) and the segments of
         ``train_recordings``."""
-
         x = [xi for c, xi in zip(self.clips, self.clip_x) if c.split != "val"]
         y = [c.label for c in self.clips if c.split != "val"]
         vx = [xi for c, xi in zip(self.clips, self.clip_x) if c.split == "val"]
