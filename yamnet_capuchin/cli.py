@@ -7,6 +7,7 @@ command needs it, so ``yamcap --help`` answers at once.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sys
 import time
@@ -185,6 +186,48 @@ def _guarded(command):
     return run
 
 
+class ModelRun:
+    """The options every command that runs a model shares (``--config``, ``--set``, ``--yamnet``,
+    ``--runtime``, ``-q``), handed to it as one value by :func:`_runs_a_model`."""
+
+    def __init__(self, config: Optional[Path] = None, sets: Optional[List[str]] = None, yamnet: Optional[str] = None,
+                 runtime: Optional[str] = None, quiet: bool = False):
+        self.config, self.sets, self.yamnet, self.runtime, self.quiet = config, sets, yamnet, runtime, quiet
+
+    def configuration(self, overrides: dict):
+        """The resolved Config: defaults, then --config, then --set, then the command's ``overrides``."""
+        return _load_config(self.config, self.sets, overrides)
+
+    def detector(self, model, cfg):
+        """The model, loaded with --yamnet / --runtime; ``cfg`` takes over its backbone and audio backend."""
+        return _load_detector(model, self.yamnet, self.runtime, cfg, self.config, self.sets)
+
+    @property
+    def audio_backend(self) -> Optional[str]:
+        return _requested_backend(self.config, self.sets)
+
+
+_MODEL_RUN_OPTIONS = (("config", Optional[Path], ConfigOpt), ("sets", Optional[List[str]], SetOpt),
+                      ("yamnet", Optional[str], YamnetOpt), ("runtime", Optional[str], RuntimeOpt),
+                      ("quiet", bool, QuietOpt))
+
+
+def _runs_a_model(command):
+    """Add the :class:`ModelRun` options after ``command``'s own and pass them to it as its
+    ``run`` argument: declared once here instead of in every such command."""
+    own = [p for p in inspect.signature(command).parameters.values() if p.name != "run"]
+    shared = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=kind)
+              for name, kind, option in _MODEL_RUN_OPTIONS]
+
+    @functools.wraps(command)
+    def with_run(*args, **kwargs):
+        run = ModelRun(**{name: kwargs.pop(name) for name, _, _ in _MODEL_RUN_OPTIONS})
+        return command(*args, run=run, **kwargs)
+
+    with_run.__signature__ = inspect.Signature(own + shared)
+    return with_run
+
+
 def _report_failures(failures) -> None:
     for path, reason in failures:
         typer.secho(f"failed: {path}: {reason}", fg="red", err=True)
@@ -268,16 +311,13 @@ def _print_metrics(metrics: dict, out: Path) -> None:
 
 @app.command()
 @_guarded
+@_runs_a_model
 def predict(
     paths: List[Path] = typer.Argument(..., help="Audio files or folders (searched recursively)."),
     out: Path = typer.Option(..., "--out", "-o", help="CSV to write: path,score,label."),
     model: Optional[Path] = ModelOpt,
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Decision threshold (default: the model's)."),
-    config: Optional[Path] = ConfigOpt,
-    sets: Optional[List[str]] = SetOpt,
-    yamnet: Optional[str] = YamnetOpt,
-    runtime: Optional[str] = RuntimeOpt,
-    quiet: bool = QuietOpt,
+    run: ModelRun = None,
 ):
     """Score clips: one row per file with the clip score and label (score >= threshold).
 
@@ -291,13 +331,13 @@ def predict(
     from .fileio import as_output_error, atomic_write_csv, check_output_file, expand_audio_paths
     from .predict import predict_files
 
-    cfg = _load_config(config, sets, {})
+    cfg = run.configuration({})
     files = expand_audio_paths(paths)
     if not files:
         _fail("no audio files found in the given paths")
     check_output_file(out)  # before any file is scored
-    detector = _load_detector(model, yamnet, runtime, cfg, config, sets)
-    preds, failures = predict_files(detector, files, threshold, cfg.audio.backend, not quiet,
+    detector = run.detector(model, cfg)
+    preds, failures = predict_files(detector, files, threshold, cfg.audio.backend, not run.quiet,
                                     block_seconds=cfg.audio.block_seconds)
     if preds:
         try:
@@ -316,6 +356,7 @@ def predict(
 
 @app.command()
 @_guarded
+@_runs_a_model
 def count(
     paths: List[str] = typer.Argument(..., help="Recordings or folders (searched recursively), any audio format; with --runner also globs and gs:// or s3:// paths."),
     out: str = typer.Option(..., "--out", "-o", help="Output folder (created; re-running resumes); with --runner also gs:// or s3://."),
@@ -327,14 +368,10 @@ def count(
     max_duration: Optional[float] = typer.Option(None, "--max-duration", rich_help_panel="Events", help=f"Split events longer than this at score minima, s {_default('events.max_duration_s')} (0 = never)."),
     notebook_rule: bool = typer.Option(False, "--notebook-rule", rich_help_panel="Events", help="The original notebook's rule: non-overlapping 54000-sample windows, p > 0.99, runs = calls."),
     plots: bool = typer.Option(False, "--plots", help="Also write a spectrogram + score + events PNG per file."),
-    config: Optional[Path] = ConfigOpt,
-    sets: Optional[List[str]] = SetOpt,
-    yamnet: Optional[str] = YamnetOpt,
-    runtime: Optional[str] = RuntimeOpt,
-    quiet: bool = QuietOpt,
     runner: Optional[str] = typer.Option(None, "--runner", rich_help_panel="Scale-out (Apache Beam)", help="Run on Apache Beam: direct (this machine, one process per --workers), dataflow, flink or spark. Needs the [beam] extra; docs/scale.md."),
     workers: Optional[int] = typer.Option(None, "--workers", rich_help_panel="Scale-out (Apache Beam)", help="Worker processes (direct), the most workers (dataflow) or the parallelism (flink)."),
     beam_options: Optional[List[str]] = typer.Option(None, "--beam-option", rich_help_panel="Scale-out (Apache Beam)", help="A Beam pipeline option KEY=VALUE, e.g. project=my-project or temp_location=gs://b/tmp (repeatable)."),
+    run: ModelRun = None,
 ):
     """Count Capuchinbird calls in long recordings and say where they are.
 
@@ -357,16 +394,15 @@ def count(
     from .count import check_outputs, count_files
     from .fileio import expand_audio_paths
 
-    cfg = _load_config(config, sets, {
+    cfg = run.configuration({
         "events.threshold": threshold, "events.off_threshold": off_threshold, "events.min_gap_s": min_gap,
         "events.min_duration_s": min_duration, "events.max_duration_s": max_duration,
         "events.notebook_rule": notebook_rule or None,
     })
-    if runtime == "tflite" and not yamnet and not os.environ.get("YAMCAP_YAMNET", "").endswith(".tflite"):
+    if run.runtime == "tflite" and not run.yamnet and not os.environ.get("YAMCAP_YAMNET", "").endswith(".tflite"):
         _fail("--runtime tflite needs a .tflite file: pass --yamnet PATH/yamnet.tflite")
     if runner:
-        return _count_on_beam(paths, out, cfg, model, yamnet, runtime, config, sets, runner, workers,
-                              beam_options or [], plots)
+        return _count_on_beam(paths, out, cfg, model, run, runner, workers, beam_options or [], plots)
     if workers is not None or beam_options:
         _fail("--workers and --beam-option need --runner (e.g. --runner direct)")
     remote = [p for p in [*paths, out, model or ""] if "://" in p]
@@ -376,11 +412,11 @@ def count(
     if not files:
         _fail("no audio files found in the given paths")
     check_outputs(out)  # writable, not in use by another run: before the model loads
-    detector = _load_detector(model, yamnet, runtime, cfg, config, sets)
-    run = count_files(detector, files, out, cfg, plots=plots, progress=not quiet, echo=typer.echo)
-    _report_failures(run.failures)
-    _print_count_summary(run, Path(out))
-    if run.failures:
+    detector = run.detector(model, cfg)
+    result = count_files(detector, files, out, cfg, plots=plots, progress=not run.quiet, echo=typer.echo)
+    _report_failures(result.failures)
+    _print_count_summary(result, Path(out))
+    if result.failures:
         raise typer.Exit(1)
 
 
@@ -531,6 +567,7 @@ def synth(
 
 @app.command()
 @_guarded
+@_runs_a_model
 def evaluate(
     audio: List[Path] = typer.Argument(..., help="Soundscapes or recordings (files or folders)."),
     truth: Path = typer.Option(..., "--truth", help="truth.csv (from yamcap synth) or a folder of Raven selection tables."),
@@ -540,11 +577,7 @@ def evaluate(
     collar: Optional[float] = typer.Option(None, "--collar", help="Match by onset within this many seconds instead of IoU."),
     notebook_rule: bool = typer.Option(False, "--notebook-rule", help="Count with the notebook's rule instead."),
     tune: bool = typer.Option(False, "--tune", help="Grid-search the event parameters; writes tuned_events.toml (validation soundscapes only!)."),
-    config: Optional[Path] = ConfigOpt,
-    sets: Optional[List[str]] = SetOpt,
-    yamnet: Optional[str] = YamnetOpt,
-    runtime: Optional[str] = RuntimeOpt,
-    quiet: bool = QuietOpt,
+    run: ModelRun = None,
 ):
     """Count calls with a model and score events and counts against ground truth.
 
@@ -559,10 +592,10 @@ def evaluate(
     from .evaluation import run_evaluate
     from .fileio import expand_audio_paths
 
-    cfg = _load_config(config, sets, {"events.notebook_rule": notebook_rule or None})
-    detector = _load_detector(model, yamnet, runtime, cfg, config, sets)
+    cfg = run.configuration({"events.notebook_rule": notebook_rule or None})
+    detector = run.detector(model, cfg)
     files = expand_audio_paths(audio)
-    r = run_evaluate(detector, truth, files, out, cfg, min_iou, collar, progress=not quiet, echo=typer.echo,
+    r = run_evaluate(detector, truth, files, out, cfg, min_iou, collar, progress=not run.quiet, echo=typer.echo,
                      tune=tune)
     typer.echo(f"{r['files']} files: event P {r['event_precision']:.3f} R {r['event_recall']:.3f} "
                f"F1 {r['event_f1']:.3f}; count MAE {r['count_mae']:.2f} (bias {r['count_bias']:+.2f}); "
@@ -758,14 +791,13 @@ def review(
     uvicorn.run(web, host=host, port=port, log_level="warning")
 
 
-def _count_on_beam(paths, out, cfg, model, yamnet, runtime, config, sets, runner, workers, beam_options, plots):
+def _count_on_beam(paths, out, cfg, model, run: ModelRun, runner, workers, beam_options, plots):
     """``count --runner``: the same outputs, computed on Apache Beam (yamnet_capuchin.beam)."""
     from .beam import count_on_beam
 
     t0 = time.perf_counter()
-    summary = count_on_beam(paths, out, cfg, lambda local: _load_detector(local, yamnet, runtime, cfg, config, sets),
-                            runner, workers, beam_options, model_dir=model,
-                            audio_backend=_requested_backend(config, sets), plots=plots, echo=typer.echo)
+    summary = count_on_beam(paths, out, cfg, lambda local: run.detector(local, cfg), runner, workers, beam_options,
+                            model_dir=model, audio_backend=run.audio_backend, plots=plots, echo=typer.echo)
     _report_failures(summary["failures"])
     typer.echo(f"files: {summary['files']}  counted: {summary['counted']}  failed: {summary['failed']}  "
                f"resumed: {summary['resumed']}\ntotal calls: {summary['total_calls']}\n"
