@@ -36,38 +36,24 @@ from yamnet_capuchin.backbones import YAMNET_HOP, YAMNET_WINDOW, Frames, frame_t
 from yamnet_capuchin.config import FAMILY_FOLDS, Config
 from yamnet_capuchin.crossval import SiteData, annotated_recordings, assign_folds, fixed_scorer, nested_cv
 from yamnet_capuchin.detectors import load_model
-from yamnet_capuchin.export import calibration_blocks
+from yamnet_capuchin.export import block_samples, calibration_blocks, quantize_int8
 
 BLOCK_FRAMES = 16
-FLOAT_OPS = ("GATHER", "MUL", "PAD", "RESHAPE", "FULLY_CONNECTED", "LOG")  # waveform framing, window, mel matrix, log: float32
-
-
-def block_samples(k: int = BLOCK_FRAMES) -> int:
-    return (k - 1) * YAMNET_HOP + YAMNET_WINDOW
 
 
 def convert_int8(yamnet_dir: Path, calibration: list[np.ndarray], out: Path) -> Path:
-    """YAMNet's block graph (waveform -> embeddings) as a full-int8 TFLite, float in and out."""
+    """YAMNet's block graph (waveform -> embeddings) with int8 convolutions, float in and out."""
     tf = import_tensorflow()
     model = tf.saved_model.load(str(yamnet_dir))
-    spec = tf.TensorSpec([block_samples()], tf.float32, name="waveform")
+    spec = tf.TensorSpec([block_samples(BLOCK_FRAMES)], tf.float32, name="waveform")
     fn = tf.function(lambda w: model(w)[1], input_signature=[spec], autograph=False).get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([b] for b in calibration)
-    if not FLOAT_OPS:
-        out.write_bytes(converter.convert())
-        return out
-    # the front end stays float: an int8 waveform or int8 magnitudes into the mel matrix and log lose quiet sounds
-    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(FLOAT_OPS))
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=lambda: ([b] for b in calibration[:4]), debug_options=options)
-    out.write_bytes(debugger.get_nondebug_quantized_model())
+    out.write_bytes(quantize_int8(converter, calibration))  # the same quantization as `yamcap export --int8`
     return out
 
 
 class Int8Yamnet:
-    """A full-int8 YAMNet TFLite (16-frame blocks) behind the backbone surface."""
+    """YAMNet with int8 convolutions as a TFLite of 16-frame blocks, behind the backbone surface."""
 
     name = "yamnet"
     version = "1"
@@ -111,7 +97,7 @@ class Int8Yamnet:
         emb = np.empty((blocks * BLOCK_FRAMES, 1024), np.float32)
         for b in range(blocks):
             start = b * BLOCK_FRAMES * YAMNET_HOP
-            self._interp.set_tensor(self._in, padded[start:start + block_samples()])
+            self._interp.set_tensor(self._in, padded[start:start + block_samples(BLOCK_FRAMES)])
             self._interp.invoke()
             emb[b * BLOCK_FRAMES:(b + 1) * BLOCK_FRAMES] = self._interp.get_tensor(self._out)
         return Frames(frame_times(n, YAMNET_HOP), emb[:n], np.zeros((n, 0), np.float32))

@@ -150,8 +150,10 @@ def calibration_blocks(paths, block_frames: int, n_blocks: int = DEFAULT_CALIBRA
     return blocks
 
 
-def _int8_tflite(tf, converter, calibration: list[np.ndarray]) -> bytes:
-    """The converter's model with int8 convolutions (calibrated on ``calibration``), FLOAT_OPS in float32."""
+def quantize_int8(converter, calibration: list[np.ndarray]) -> bytes:
+    """The TFLite ``converter``'s model with int8 convolutions (calibrated on ``calibration``) and
+    FLOAT_OPS in float32 (what ``--int8`` writes; also used by experiments/int8_head.py)."""
+    tf = import_tensorflow()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([b] for b in calibration)
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(FLOAT_OPS))
@@ -220,7 +222,7 @@ def export_model(detector, out_dir: str | Path, fmt: str = "savedmodel",
             converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], module)
             with warnings.catch_warnings(), quiet_native_stderr():
                 warnings.simplefilter("ignore")
-                model = converter.convert() if calibration is None else _int8_tflite(tf, converter, calibration)
+                model = converter.convert() if calibration is None else quantize_int8(converter, calibration)
             (tmp / TFLITE_NAME).write_bytes(model)
         atomic_write_json(tmp / META_NAME, meta)
     return meta
