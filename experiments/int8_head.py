@@ -36,7 +36,7 @@ from yamnet_capuchin.backbones import YAMNET_HOP, YAMNET_WINDOW, Frames, frame_t
 from yamnet_capuchin.config import FAMILY_FOLDS, Config
 from yamnet_capuchin.crossval import SiteData, annotated_recordings, assign_folds, fixed_scorer, nested_cv
 from yamnet_capuchin.detectors import load_model
-from yamnet_capuchin.export import block_samples, calibration_blocks, quantize_int8
+from yamnet_capuchin.export import block_embedder, block_samples, calibration_blocks, quantize_int8
 
 BLOCK_FRAMES = 16
 
@@ -45,8 +45,7 @@ def convert_int8(yamnet_dir: Path, calibration: list[np.ndarray], out: Path) -> 
     """YAMNet's block graph (waveform -> embeddings) with int8 convolutions, float in and out."""
     tf = import_tensorflow()
     model = tf.saved_model.load(str(yamnet_dir))
-    spec = tf.TensorSpec([block_samples(BLOCK_FRAMES)], tf.float32, name="waveform")
-    fn = tf.function(lambda w: model(w)[1], input_signature=[spec], autograph=False).get_concrete_function()
+    fn = block_embedder(model, block_samples(BLOCK_FRAMES))  # the export's graph, FFT as matrix products
     converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
     out.write_bytes(quantize_int8(converter, calibration))  # the same quantization as `yamcap export --int8`
     return out

