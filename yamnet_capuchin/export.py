@@ -135,6 +135,7 @@ def block_embedder(yamnet, n_samples: int):
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     spec = tf.TensorSpec([n_samples], tf.float32, name="waveform")
+
     def as_is(waveform):
         return yamnet(waveform)[1]
 
@@ -170,9 +171,9 @@ def block_embedder(yamnet, n_samples: int):
 
 
 # TFLite ops left in float32 by an int8 export: YAMNet's front end (waveform framing, window,
-# mel matrix, log: an int8 waveform or int8 magnitudes lose quiet sounds) and the head (its
-# matrix products, bias adds and sigmoid: its scores saturate near 0 and 1, where the event
-# threshold sits). The convolution stack runs in int8.
+# DFT products and magnitude, mel matrix, log: an int8 waveform or int8 magnitudes lose quiet
+# sounds) and the head (its matrix products, bias adds and sigmoid: its scores saturate near 0
+# and 1, where the event threshold sits). The convolution stack runs in int8.
 FLOAT_OPS = ("GATHER", "MUL", "PAD", "RESHAPE", "FULLY_CONNECTED", "SQRT", "LOG", "ADD", "LOGISTIC", "SQUEEZE")
 
 
