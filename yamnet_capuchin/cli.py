@@ -427,7 +427,7 @@ def export(
     fmt: str = typer.Option("savedmodel", "--format", "-f", help="savedmodel (any length in, TensorFlow only) or tflite (fixed blocks, for TFLite interpreters)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="YAMNet-head model directory (default: the shipped model)."),
     block_frames: int = typer.Option(DEFAULT_BLOCK_FRAMES, "--block-frames", help="tflite: frames per invoke (the input is (N - 1) * 7680 + 15600 samples)."),
-    int8: bool = typer.Option(False, "--int8", rich_help_panel="Quantization", help="tflite: run YAMNet's convolutions in int8 (1.5x faster end to end on 2 cores; front end and head stay float32). It costs accuracy: event F1 0.94 -> 0.90 in family CV (docs/export.md)."),
+    int8: bool = typer.Option(False, "--int8", rich_help_panel="Quantization", help="tflite: run YAMNet's convolutions in int8 (count 1.7x faster than the float32 TFLite on 2 cores; front end and head stay float32). It costs accuracy: event F1 0.94 -> 0.91 in family CV (docs/export.md)."),
     calibrate: Optional[List[Path]] = typer.Option(None, "--calibrate", rich_help_panel="Quantization", help="With --int8: audio files or folders to calibrate on, like the audio the model will meet (e.g. its training clips); no labels are read (repeatable)."),
     calibration_blocks: int = typer.Option(DEFAULT_CALIBRATION_BLOCKS, "--calibration-blocks", rich_help_panel="Quantization", help="With --int8: blocks of audio (each --block-frames frames) to calibrate on, drawn from --calibrate in a seeded shuffle of its files."),
     yamnet: Optional[str] = YamnetOpt,
