@@ -8,7 +8,8 @@ benchmark does), then, in this one process:
 - decoding + resampling alone, over the first ``--files`` recordings (one thread);
 - the exported graph alone on the already decoded waveforms, 1 and 2 threads, per block size;
 - ``count`` end to end over all recordings (decoding in a background thread, outputs written),
-  1 and 2 inference threads, twice each.
+  1 and 2 inference threads, twice each, with the int8 export and with a float32 one (the
+  measurements behind ``ExportedDetector.inference_threads``).
 """
 
 from __future__ import annotations
@@ -61,10 +62,13 @@ def main(argv=None) -> int:
                 for w in waves:
                     detector.frame_scores(w)
                 print(f"model alone, {k}-frame blocks, {threads} thread(s): {audio_s / (time.perf_counter() - t0):.0f}x")
-        out = Path(tmp) / f"int8_{args.block_frames[0]}"
-        for threads in (1, 2, 1, 2):
-            r = end_to_end(exported(out, threads), files, Config())
-            print(f"count end to end, {len(files)} files, {threads} inference thread(s): {r['rtf']:.0f}x ({r['wall_s']:.2f} s)")
+        float32 = Path(tmp) / f"float32_{args.block_frames[0]}"
+        export_model(shipped, float32, "tflite", args.block_frames[0])
+        for name, out in (("int8", Path(tmp) / f"int8_{args.block_frames[0]}"), ("float32", float32)):
+            for threads in (1, 2, 1, 2):
+                r = end_to_end(exported(out, threads), files, Config())
+                print(f"{name}: count end to end, {len(files)} files, {threads} inference thread(s): "
+                      f"{r['rtf']:.0f}x ({r['wall_s']:.2f} s)")
     return 0
 
 

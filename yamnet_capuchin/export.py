@@ -332,9 +332,10 @@ class ExportedDetector:
     def inference_threads(self) -> int:
         """Threads for the TFLite interpreter: as given, else ``$YAMCAP_THREADS``, else all cores,
         but one for an int8 export. ``count`` decodes in a background thread, and the int8 graph
-        runs about as fast as decoding on one core: with every core, XNNPACK's threads wait for
-        the one the decoder holds (2 cores, 40 recordings: 848x with 2 threads, 1030x with 1).
-        The float32 graph is the slower side and gains from every core (689x against 574x)."""
+        runs faster than decoding on one core: with every core, XNNPACK's threads wait for the
+        one the decoder holds (2 cores, 40 recordings, ``experiments/export_speed.py``: 905x with
+        2 threads, 1088x with 1). The float32 graph is the slower side and gains from every core
+        (655x against 567x)."""
         return self._threads or default_threads(spare=1 if "quantization" in self.meta else 0)
 
     def _load(self) -> None:
