@@ -100,6 +100,26 @@ def test_savedmodel_runs_with_tensorflow_alone(tiny_yamnet, tmp_path, wave):
     assert np.abs(np.load(tmp_path / "scores.npy") - det.frame_scores(wave)[1]).max() <= SAVEDMODEL_TOL
 
 
+def test_tflite_runs_with_litert_alone(tiny_yamnet, tmp_path, wave):
+    """docs/export.md's LiteRT example, run in a fresh interpreter that imports only LiteRT and
+    NumPy (neither TensorFlow nor yamnet_capuchin), gives yamcap's frame scores."""
+    pytest.importorskip("ai_edge_litert")
+    doc = (Path(__file__).parents[1] / "docs" / "export.md").read_text()
+    example = doc.split("## Using the TFLite file with LiteRT alone")[1].split("```python")[1].split("```")[0]
+    det = detector(tiny_yamnet)
+    export_model(det, tmp_path / "exported" / "tflite", "tflite", block_frames=4)
+    np.save(tmp_path / "wave.npy", wave)
+    example = example.replace("waveform = np.zeros(16000 * 60, np.float32)", "waveform = np.load('wave.npy')")
+    script = example + textwrap.dedent("""
+        import sys
+        assert not any(m.startswith(("tensorflow", "yamnet_capuchin")) for m in sys.modules)
+        np.save("scores.npy", scores)
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert np.abs(np.load(tmp_path / "scores.npy") - det.frame_scores(wave)[1]).max() <= TFLITE_TOL
+
+
 def test_count_and_predict_take_an_exported_model(tiny_yamnet, tmp_path, monkeypatch):
     monkeypatch.setenv("YAMCAP_YAMNET", str(tiny_yamnet))
     model = tmp_path / "model"
