@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -39,9 +40,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def get_json(url: str, data: dict | None = None):
+def get_json(url: str, token: str, data: dict | None = None):
     req = urllib.request.Request(url, data=json.dumps(data).encode() if data is not None else None,
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", "X-Yamcap-Token": token})
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read())
 
@@ -70,8 +71,9 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     yamcap = shutil.which("yamcap") or str(Path(sys.executable).parent / "yamcap")
     t0 = time.perf_counter()
+    token = secrets.token_urlsafe(32)  # the launch token, chosen here so the script can use the API
     server = subprocess.Popen([yamcap, "review", str(args.run_dir), "--no-browser", "--port", str(port),
-                               "--annotations", str(ann_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               "--annotations", str(ann_dir), "--token", token], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
     def js(expr):
         return drv.execute_script(f"return {expr};")
@@ -82,14 +84,14 @@ def main() -> None:
     try:
         while True:
             try:
-                cands = get_json(url + "/api/candidates")
+                cands = get_json(url + "/api/candidates", token)
                 break
             except OSError:
                 if server.poll() is not None:
                     raise SystemExit(server.stdout.read().decode())
                 time.sleep(0.02)
         t_json = time.perf_counter() - t0
-        drv.get(url + "/")
+        drv.get(url + f"/?token={token}")
         wait("document.getElementById('c-file').textContent !== '-'")
         t_page = time.perf_counter() - t0
         wait("document.getElementById('c-image').complete && document.getElementById('c-image').naturalWidth > 0")
@@ -103,7 +105,7 @@ def main() -> None:
 
         truth = read_folder(args.truth)
         for c in cands[: args.labels]:
-            get_json(url + "/api/labels", {"id": c["id"], "label": label_at(truth.get(Path(c["file"]).stem, []),
+            get_json(url + "/api/labels", token, {"id": c["id"], "label": label_at(truth.get(Path(c["file"]).stem, []),
                                                                                 c["start_s"], c["end_s"])})
         drv.refresh()
         wait("document.getElementById('c-file').textContent !== '-'")

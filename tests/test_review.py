@@ -74,9 +74,16 @@ def run(tmp_path, monkeypatch):
     return build_run(tmp_path)
 
 
+BASE_URL = "http://127.0.0.1:8765"
+
+
 def make_client(run_dir, **kw):
+    """A client of the app as the page uses it: at 127.0.0.1:8765 with the launch token's header."""
     kw.setdefault("warm_up", False)
-    return TestClient(create_app(run_dir, **kw))
+    kw.setdefault("port", 8765)
+    app = create_app(run_dir, **kw)
+    headers = {"X-Yamcap-Token": app.state.token} if app.state.token else {}
+    return TestClient(app, base_url=BASE_URL, headers=headers)
 
 
 def ids_by_event(client) -> dict[tuple[str, float], str]:
@@ -349,7 +356,7 @@ def test_extra_candidates_with_fake_scorer(run):
     params = cands.ExtraParams(n_uncertain=2, n_hard_negative=2, n_random=2, seed=3)
     client = make_client(run, scorer=scorer, extra_params=params)
     before = client.get("/api/candidates").json()
-    assert client.post("/api/extra").status_code == 202
+    assert client.post("/api/extra", json={}).status_code == 202
     job = wait_job(client, "/api/extra")
     assert job["state"] == "done", job
     assert set(seen) == {"audio/rec_a.wav", "audio/rec_b.wav", "audio/rec_c.wav", "audio/rec_d.wav"}
@@ -375,7 +382,7 @@ def test_retrain_needs_a_data_folder(run, tmp_path, monkeypatch):
     monkeypatch.setattr("yamnet_capuchin.train.train_yamnet", train_yamnet)
     monkeypatch.delenv("YAMCAP_DATA", raising=False)
     client = make_client(run)  # no --data / YAMCAP_DATA
-    r = client.post("/api/retrain")
+    r = client.post("/api/retrain", json={})
     assert r.status_code == 409 and "--data" in r.json()["error"]
     assert client.get("/api/retrain").json()["state"] == "idle"
 
@@ -408,7 +415,7 @@ def test_retrain_with_fake_trainer(run, tmp_path, monkeypatch):
     client = make_client(run, data_dir=tmp_path / "data")
     ids = ids_by_event(client)
     client.post("/api/labels", json={"id": ids[("audio/rec_a.wav", 8.0)], "label": "other:insect"})
-    r = client.post("/api/retrain")
+    r = client.post("/api/retrain", json={})
     assert r.status_code == 202, r.text
     job = wait_job(client, "/api/retrain")
     assert job["state"] == "done", job
@@ -433,7 +440,7 @@ def test_retrain_error_is_reported(run, tmp_path, monkeypatch):
     monkeypatch.setattr("yamnet_capuchin.train.train_yamnet", failing_train_yamnet)
     (tmp_path / "data").mkdir()
     client = make_client(run, data_dir=tmp_path / "data")
-    assert client.post("/api/retrain").status_code == 202
+    assert client.post("/api/retrain", json={}).status_code == 202
     job = wait_job(client, "/api/retrain")
     assert job["state"] == "error" and "both classes" in job["message"]
 

@@ -1,7 +1,8 @@
 """`yamcap review` in a real browser: headless Chromium driven by Selenium.
 
-Labels three candidates with the keyboard (1, 2, 3 and the arrow keys), reloads the page, finds
-the labels kept, and checks the Raven tables on disk. Skipped where Chromium, chromedriver or
+Opens the page by the tokened address (the tokenless one is refused), labels three candidates
+with the keyboard (1, 2, 3 and the arrow keys), reloads the page (the token now rides in its
+cookie), finds the labels kept, and checks the Raven tables on disk. Skipped where Chromium, chromedriver or
 selenium is missing (CI installs them: apt-get install chromium chromium-driver).
 """
 
@@ -115,7 +116,9 @@ def test_label_with_keyboard_and_reload(browser, tmp_path, monkeypatch):
     run = build_run(tmp_path)
     app = create_app(run, warm_up=False)
     with ServerThread(app) as url:
-        browser.get(url + "/")
+        browser.get(url + "/")  # without the launch token: refused
+        assert "missing or wrong token" in browser.page_source
+        browser.get(url + f"/?token={app.state.token}")  # the address yamcap review prints
         wait_for(browser, "document.querySelectorAll('#list tbody tr').length === 6")
         wait_for(browser, "document.getElementById('c-file').textContent !== '-'")
         # sorted by score: rec_b@1 (0.95), rec_a@2 (0.9), rec_c@3 (0.7), rec_a@8, rec_b@6, rec_a@12
@@ -134,6 +137,8 @@ def test_label_with_keyboard_and_reload(browser, tmp_path, monkeypatch):
         press(browser, "3")  # rec_c@3: unsure
         wait_for(browser, "document.getElementById('progress-text').textContent.startsWith('3 / 6')")
 
+        # the token went into a cookie and out of the address bar; a reload needs no token in the URL
+        assert "token" not in browser.current_url
         browser.refresh()
         wait_for(browser, "document.querySelectorAll('#list tbody tr').length === 6")
         wait_for(browser, "document.getElementById('progress-text').textContent.startsWith('3 / 6')")
@@ -144,6 +149,9 @@ def test_label_with_keyboard_and_reload(browser, tmp_path, monkeypatch):
         assert js(browser, "document.getElementById('c-start').value") == "8.00"
         wait_for(browser, "document.getElementById('precision').innerHTML.includes('<svg')")
 
+    logs = [e["message"] for e in browser.get_log("browser")]
+    csp = [m for m in logs if "Content Security Policy" in m]
+    assert csp == []  # the page runs entirely under its own CSP
     tables = {stem: [(s.begin_s, s.end_s, s.label) for s in ann.read_table(run / "annotations" / ann.table_name(stem))]
               for stem in ("rec_a", "rec_b", "rec_c")}
     assert tables == {"rec_a": [(2.0, 4.5, "other")], "rec_b": [(1.0, 3.0, "capuchin")], "rec_c": [(3.0, 5.0, "unsure")]}

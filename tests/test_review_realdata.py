@@ -44,7 +44,8 @@ def test_labelling_ten_false_events_and_retraining_lowers_the_count(real_yamnet,
     before = count_files(detector, [recording], run_dir, cfg, progress=False).results[0].events
     assert len(before) >= 10, f"the starting model finds only {len(before)} events in {RECORDING}"
 
-    client = TestClient(create_app(run_dir, data_dir=real_data, warm_up=False))
+    app = create_app(run_dir, data_dir=real_data, warm_up=False, port=8765)
+    client = TestClient(app, base_url="http://127.0.0.1:8765", headers={"X-Yamcap-Token": app.state.token})
     candidates = sorted(client.get("/api/candidates").json(), key=lambda c: -c["score"])[:10]
     for c in candidates:
         label = label_at(truth, c["start_s"], c["end_s"])
@@ -53,7 +54,7 @@ def test_labelling_ten_false_events_and_retraining_lowers_the_count(real_yamnet,
     saved = read_table(run_dir / "annotations" / table_name(RECORDING))
     assert len(saved) == 10 and all(s.label.startswith("other") for s in saved)
 
-    assert client.post("/api/retrain").status_code == 202
+    assert client.post("/api/retrain", json={}).status_code == 202
     t0 = time.time()
     while (job := client.get("/api/retrain").json())["state"] == "running":
         assert time.time() - t0 < 900, "retraining took over 15 min"

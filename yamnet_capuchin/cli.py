@@ -750,7 +750,10 @@ def review(
     audio: Optional[List[Path]] = typer.Argument(None, help="The recordings (files or folders), if events.csv's paths do not lead to them from here."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", "-a", help="Folder for the Raven tables of labels [default: RUN_DIR/annotations]."),
     port: int = typer.Option(8765, "--port", help="Port to serve on."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (only this machine by default)."),
+    host: str = typer.Option("127.0.0.1", "--host", rich_help_panel="Security", help="Address to bind (only this machine by default). Any other address prints a warning and needs the token."),
+    token: Optional[str] = typer.Option(None, "--token", rich_help_panel="Security", help="The secret in the page's address [default: a new random one each launch]. Every API request needs it."),
+    no_token: bool = typer.Option(False, "--no-token", rich_help_panel="Security", help="No token check (loopback only, with a warning): any local program can then label. Foreign hosts and origins are still refused."),
+    allow_host: Optional[List[str]] = typer.Option(None, "--allow-host", rich_help_panel="Security", help="Another host name the page may be opened by, besides 127.0.0.1, localhost, [::1] and --host (repeatable)."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Kaggle-layout training data for Retrain [env: YAMCAP_DATA]."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model for active-learning picks (default: the shipped one)."),
     no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser."),
@@ -762,6 +765,9 @@ def review(
     Every label is written at once to a Raven table per recording (<stem>.Table.1.selections.txt,
     Annotation column) in RUN_DIR/annotations/; a reload resumes where you stopped. Needs the
     review extra: pip install -e ".[review]". See docs/review.md.
+
+    The printed address carries a per-launch token; requests without it, from another host name
+    or from another site's page are refused (docs/review.md, Security).
 
     Examples:
 
@@ -780,10 +786,16 @@ def review(
     import uvicorn
 
     from .review.app import create_app
+    from .review.security import launch_token
 
-    web = create_app(run_dir, annotations, audio or [], data, model_dir=model)
+    secret, warnings = launch_token(token, no_token, host)
+    for line in warnings:
+        typer.secho(f"warning: {line}", fg="yellow", err=True)
+    web = create_app(run_dir, annotations, audio or [], data, model_dir=model, token=secret, host=host, port=port,
+                     extra_hosts=allow_host or ())
     state = web.state.review
-    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
+    url = f"http://{shown}:{port}/" + (f"?token={secret}" if secret else "")
     typer.echo(f"{len(state.by_id)} candidates from {len(state.recordings)} recordings; labels go to "
                f"{state.annotations_dir}/\nreview at {url}  (Ctrl-C to stop)")
     if not no_browser:

@@ -23,6 +23,7 @@ from ..errors import YamcapError
 from . import candidates as cands
 from .media import CACHE_DIR, AudioResolver, WaveCache, cached_png, span, spectrogram_png, wav_bytes
 from .retrain import RetrainUnavailable, check_ready
+from .security import Guard, new_token
 
 HERE = Path(__file__).resolve().parent
 _ID = re.compile(r"^[0-9a-f]{12}$")
@@ -264,14 +265,19 @@ def _error(status: int, message: str):
 def create_app(run_dir: str | Path, annotations_dir: str | Path | None = None, audio: Sequence[str | Path] = (),
                data_dir: str | Path | None = None, scorer: Scorer | None = None,
                retrainer: Retrainer | None = None, extra_params: cands.ExtraParams | None = None,
-               model_dir: str | Path | None = None, warm_up: bool = True):
+               model_dir: str | Path | None = None, warm_up: bool = True, token: str | None = "",
+               host: str = "127.0.0.1", port: int | None = None, extra_hosts: Sequence[str] = ()):
     """The review app for the ``yamcap count`` output folder ``run_dir``.
 
     ``audio``: recordings or folders, where events.csv's paths do not lead to them;
     ``data_dir``: Kaggle-layout training data for retraining (default $YAMCAP_DATA);
     ``model_dir``: model for extra candidates (default: the shipped one); ``scorer`` and
     ``retrainer`` replace the model-backed functions (tests); ``warm_up``: import the plotting
-    libraries in a background thread."""
+    libraries in a background thread.
+
+    Security (:mod:`.security`): ``token`` is the launch secret ("": a fresh one, kept as
+    ``app.state.token``; None: no token check); ``host``/``port``: where it is served, for the
+    Host allow-list (port None: any); ``extra_hosts``: more host names to accept."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
@@ -283,6 +289,7 @@ def create_app(run_dir: str | Path, annotations_dir: str | Path | None = None, a
     if data_dir is None and os.environ.get("YAMCAP_DATA"):
         data_dir = os.environ["YAMCAP_DATA"]
     state = ReviewState(run_dir, annotations_dir, audio, data_dir, scorer, retrainer, extra_params)
+    token = new_token() if token == "" else token
     if model_dir is not None and scorer is None:
         backend = (state.summary.get("config") or {}).get("audio", {}).get("backend", "soundfile")
         state.scorer = default_scorer(model_dir, backend)
@@ -301,8 +308,8 @@ def create_app(run_dir: str | Path, annotations_dir: str | Path | None = None, a
         return templates.TemplateResponse(request, "index.html", {
             "run_name": state.run_dir.resolve().name, "n_recordings": len(state.recordings),
             "n_candidates": len(state.by_id), "annotations_dir": str(state.annotations_dir),
-            "model": summary, "retrain_ready": state.data_dir is not None,
-        })
+            "model": summary, "retrain_ready": state.data_dir is not None, "token": token or "",
+        }, headers={"Cache-Control": "no-store"})
 
     def list_candidates(request: Request):
         q = request.query_params
@@ -398,6 +405,8 @@ def create_app(run_dir: str | Path, annotations_dir: str | Path | None = None, a
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
     app.state.review = state
+    app.state.token = token
+    app.add_middleware(Guard, token=token, bind_host=host, port=port, extra_hosts=extra_hosts)
     if warm_up:
         threading.Thread(target=_warm_up, daemon=True, name="yamcap-review-warm-up").start()
     return app

@@ -19,8 +19,16 @@ function status(text, error = false) {
   el.className = "status" + (error ? " error" : "");
 }
 
+// the launch token (yamnet_capuchin/review/security.py): sent with every API request; POSTs are JSON
+const TOKEN = (document.querySelector('meta[name="yamcap-token"]') || {}).content || "";
+
 async function api(path, options = {}) {
-  const res = await fetch(path, options);
+  const headers = Object.assign({ "X-Yamcap-Token": TOKEN }, options.headers || {});
+  if (options.method === "POST") {
+    headers["Content-Type"] = "application/json";
+    if (options.body === undefined) options = Object.assign({}, options, { body: "{}" });
+  }
+  const res = await fetch(path, Object.assign({}, options, { headers, credentials: "same-origin" }));
   let body = null;
   try { body = await res.json(); } catch (e) { body = null; }
   if (!res.ok) throw new Error((body && body.error) || `${res.status} ${res.statusText}`);
@@ -111,7 +119,7 @@ function prefetch(i) {
   const c = S.view[i];
   if (!c) return;
   new Image().src = mediaUrl("image", c);  // server renders and caches the PNG
-  fetch(mediaUrl("audio", c)).catch(() => {});  // server decodes the recording into its cache
+  fetch(mediaUrl("audio", c), { headers: { "X-Yamcap-Token": TOKEN } }).catch(() => {});  // server decodes the recording into its cache
 }
 
 async function label(kind) {
@@ -241,6 +249,8 @@ function onKey(e) {
 }
 
 function init() {
+  // the launch token is now in a cookie: keep it out of the address bar and the history
+  if (new URLSearchParams(location.search).has("token")) history.replaceState(null, "", location.pathname);
   document.addEventListener("keydown", onKey);
   $("prev").onclick = () => show(S.pos - 1);
   $("next").onclick = () => show(S.pos + 1);
