@@ -745,6 +745,48 @@ def panels(
 
 @app.command()
 @_guarded
+def sources(
+    annotations: Path = typer.Argument(..., help="Folder of complete annotation tables (Raven, Annotation column)."),
+    data: Path = DataOpt,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Table to write [default: ANNOTATIONS/sources.csv]."),
+    audio: Optional[List[Path]] = typer.Option(None, "--audio", help="Folders with the annotated recordings, if not DATA/Forest Recordings (repeatable)."),
+    min_peak: float = typer.Option(0.6, "--min-peak", help="Normalised correlation at which a call is a copy of a clip."),
+    quiet: bool = QuietOpt,
+):
+    """Find the clip each annotated call was copied from: its call source, for CV by source.
+
+    Every capuchin selection (with 5 s on each side) is correlated, band-passed to 400-3500 Hz,
+    with every clip of DATA/Parsed_Capuchinbird_Clips; the best clip at or above --min-peak
+    names the call's source (its xeno-canto recording, e.g. XC307385), and a call that matches
+    no clip is a source of its own (rec:<recording>@<start>). Writes
+    recording,begin_s,end_s,source,clip,peak,lag_s. See docs/evaluation.md.
+
+    Example:
+
+        yamcap sources data/annotations/forest --data ../shared/data/capuchin
+    """
+    from collections import Counter
+
+    from .crossval import annotated_recordings
+    from .dataset import discover_clips
+    from .sources import match_calls, write_sources
+
+    tables, recordings, _ = annotated_recordings(annotations, data, audio or [])
+    clips = [c.path for c in discover_clips(data) if c.label == 1]
+    if not clips:
+        _fail(f"{data}: no call clips (Parsed_Capuchinbird_Clips/) to match against")
+    rows = match_calls(recordings, tables, clips, min_peak, progress=not quiet)
+    out = out or annotations / "sources.csv"
+    write_sources(out, rows)
+    by_source = Counter(r.source for r in rows)
+    matched = sum(1 for r in rows if r.clip)
+    typer.echo(f"{len(rows)} calls: {matched} copies of {len({r.clip for r in rows if r.clip})} clips, "
+               f"{len(rows) - matched} of no clip; sources: "
+               + ", ".join(f"{k} {v}" for k, v in by_source.most_common(6)) + f"\nwrote {out}")
+
+
+@app.command()
+@_guarded
 def review(
     run_dir: Path = typer.Argument(..., help="A `yamcap count` output folder (events.csv, summary.json)."),
     audio: Optional[List[Path]] = typer.Argument(None, help="The recordings (files or folders), if events.csv's paths do not lead to them from here."),

@@ -214,7 +214,12 @@ def write_truth(path: Path, events: Sequence[TruthEvent]) -> None:
 
 def read_truth(path: str | Path) -> dict[str, list[tuple[float, float]]]:
     """truth.csv -> {file name: [(start_s, end_s), ...]} (files without calls map to [])."""
-    out: dict[str, list[tuple[float, float]]] = {}
+    return {f: [(a, b) for a, b, _ in ev] for f, ev in read_truth_rows(path).items()}
+
+
+def read_truth_rows(path: str | Path) -> dict[str, list[tuple[float, float, str]]]:
+    """truth.csv -> {file name: [(start_s, end_s, source clip), ...]} (files without calls map to [])."""
+    out: dict[str, list[tuple[float, float, str]]] = {}
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or not {"file", "start_s", "end_s"} <= set(reader.fieldnames):
@@ -222,7 +227,7 @@ def read_truth(path: str | Path) -> dict[str, list[tuple[float, float]]]:
         for row in reader:
             spans = out.setdefault(Path(row["file"]).name, [])
             if row["start_s"] not in ("", None):
-                spans.append((float(row["start_s"]), float(row["end_s"])))
+                spans.append((float(row["start_s"]), float(row["end_s"]), row.get("source_clip") or ""))
     return out
 
 
