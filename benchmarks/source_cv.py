@@ -41,6 +41,10 @@ def main(argv=None) -> int:
     ap.add_argument("--synth-dir", type=Path, help="where the fold soundscapes go (default: a temporary folder)")
     ap.add_argument("--config", type=Path)
     ap.add_argument("--set", dest="sets", action="append", default=[])
+    ap.add_argument("--balance-sources", action="store_true",
+                    help="every call source weighs the same in training (a forest copy counts as its source)")
+    ap.add_argument("--forest-call-weight", type=float, default=1.0,
+                    help="training weight of the annotated recordings' call frames (default 1)")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     args = ap.parse_args(argv)
     cfg = Config.load(args.config, dict(s.split("=", 1) for s in args.sets))
@@ -49,6 +53,7 @@ def main(argv=None) -> int:
         tables, audio, families = annotated_recordings(args.annotations, args.data)
         calls = read_sources(args.annotations / "sources.csv")
         d = SourceSiteData(cfg, args.data, tables, audio, families)
+        d.balance_sources, d.forest_call_weight = args.balance_sources, args.forest_call_weight
         folds = assign_source_folds(d.clips, calls, families, tables, args.folds, cfg.seed)
     except YamcapError as exc:
         sys.exit(f"error: {exc}")

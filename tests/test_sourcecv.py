@@ -145,3 +145,23 @@ def test_recall_by_source():
     pred = {"s1": [(1.1, 3.0)], "s2": [(20.0, 21.0)]}
     assert recall_by_source(sets, pred) == {"XCA": {"calls": 2, "found": 1, "recall": 0.5},
                                            "XCB": {"calls": 1, "found": 0, "recall": 0.0}}
+
+
+def test_source_weights_give_each_source_the_same_total():
+    from yamnet_capuchin.sourcecv import source_weights
+
+    w = source_weights(["A", "A", "A", "B", None, None], [1, 1, 1, 1, 1, 1])
+    assert w[:3].sum() == pytest.approx(w[3]) and w[:4].sum() == pytest.approx(4.0)
+    assert list(w[4:]) == [1.0, 1.0]
+    w = source_weights(["A", "B", "B"], [0.2, 1.0, 1.0])  # a down-weighted forest frame still counts
+    assert w[0] == pytest.approx(w[1:].sum()) and w.sum() == pytest.approx(2.2)
+
+
+def test_every_fold_gets_a_call_free_background_where_there_are_enough():
+    from yamnet_capuchin.sourcecv import spread_call_free
+
+    tables = {"a": [Selection(1, 2, CALL)], "b": [Selection(1, 2, CALL)], "c": [], "d": [], "e": []}
+    families = {s: s for s in tables}
+    moved = spread_call_free({"a": 0, "b": 1, "c": 2, "d": 2, "e": 2}, tables, families)
+    assert moved["a"] == 0 and moved["b"] == 1  # families with calls stay
+    assert {k for f, k in moved.items() if f in "cde"} == {0, 1, 2}

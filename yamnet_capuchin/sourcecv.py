@@ -82,7 +82,25 @@ def assign_source_folds(clips: Sequence[Clip], calls: Sequence[CallSource], fami
     neg_fold = family_folds(neg, {k: 1.0 for k in neg}, n_folds, seed + 1)
     rec_fold = assign_folds(tables, families, n_folds, seed)
     fam_fold = {families.get(s, s): k for s, k in rec_fold.items()}
-    return Folds(src_fold, neg_fold, fam_fold, n_folds)
+    return Folds(src_fold, neg_fold, spread_call_free(fam_fold, tables, families), n_folds)
+
+
+def spread_call_free(fam_fold: dict[str, int], tables: Mapping, families: Mapping[str, str]) -> dict[str, int]:
+    """Move whole call-free families so that every fold holds one where there are enough (the
+    fold's soundscapes need a held-out call-free background): from the fold with the most."""
+    fam_fold = dict(fam_fold)
+    has_calls = {families.get(s, s) for s, sel in tables.items() if any(x.label == CALL for x in sel)}
+    free = sorted(f for f in fam_fold if f not in has_calls)
+    n = max(fam_fold.values()) + 1 if fam_fold else 0
+    for k in range(n):
+        if any(fam_fold[f] == k for f in free):
+            continue
+        per_fold = {j: [f for f in free if fam_fold[f] == j] for j in range(n)}
+        donor = max(per_fold, key=lambda j: (len(per_fold[j]), -j))
+        if len(per_fold[donor]) < 2:
+            break
+        fam_fold[per_fold[donor][0]] = k
+    return fam_fold
 
 
 def plan_fold(held: Sequence[int], folds: Folds, clips: Sequence[Clip], tables: Mapping,
@@ -141,8 +159,31 @@ def check_no_leak(plan: FoldPlan, kept: Mapping[str, Sequence[int]], segments: M
                                   "held-out source's call")
 
 
+def source_weights(sources: Sequence[str | None], base: Sequence[float]) -> np.ndarray:
+    """(N,) weights that give every call source the same total weight, keeping the positives'
+    total: ``sources[i]`` is item i's call source (None for a negative, which keeps ``base[i]``)."""
+    base = np.asarray(base, np.float64)
+    w = base.copy()
+    pos = [i for i, s in enumerate(sources) if s is not None]
+    if not pos:
+        return w
+    totals: dict[str, float] = {}
+    for i in pos:
+        totals[sources[i]] = totals.get(sources[i], 0.0) + base[i]
+    share = sum(totals.values()) / len(totals)
+    for i in pos:
+        w[i] = base[i] * share / totals[sources[i]]
+    return w
+
+
 class SourceSiteData(SiteData):
-    """:class:`SiteData` whose heads are trained on a :class:`FoldPlan`."""
+    """:class:`SiteData` whose heads are trained on a :class:`FoldPlan`.
+
+    ``balance_sources``: every call source weighs the same in the loss (a forest copy counts as
+    its source); ``forest_call_weight``: weight of the annotated recordings' call frames."""
+
+    balance_sources = False
+    forest_call_weight = 1.0
 
     def fit_plan(self, plan: FoldPlan, tables: Mapping, families: Mapping[str, str],
                  calls: Sequence[CallSource]) -> FrameHead:
@@ -150,24 +191,37 @@ class SourceSiteData(SiteData):
         check_no_leak(plan, kept, self.segments, tables, families, calls)
         allowed = {id(c) for c in plan.train_clips}
         index = [i for i, c in enumerate(self.clips) if id(c) in allowed]
+        train = [self.clips[i] for i in index if self.clips[i].split != "val"]
         x = [self.clip_x[i] for i in index if self.clips[i].split != "val"]
-        y = [self.clips[i].label for i in index if self.clips[i].split != "val"]
+        y = [c.label for c in train]
+        src: list[str | None] = [c.source if c.label == 1 else None for c in train]
+        base = [1.0] * len(x)
         vx = [self.clip_x[i] for i in index if self.clips[i].split == "val"]
         vy = [self.clips[i].label for i in index if self.clips[i].split == "val"]
         a = self.cfg.augment
         if a.enabled:
             call_free = [s for s in plan.train_recordings if not any(c.label for c in self.segments[s])]
-            pool = [self.clips[i] for i in index if self.clips[i].split != "val"] + \
-                [c for s in call_free for c in self.segments[s]]
-            for frames, label in self.embedder.training_copies(pool, a, a.copies, self.cfg.seed):
+            pool = train + [c for s in call_free for c in self.segments[s]]
+            originals = [c for c in pool if not c.is_segment]
+            for n, (frames, label) in enumerate(self.embedder.training_copies(pool, a, a.copies, self.cfg.seed)):
                 x.append(self.inputs(frames))
                 y.append(label)
+                clip = originals[n // a.copies]
+                src.append(clip.source if label == 1 else None)
+                base.append(1.0)
+        lookup = source_lookup(calls)
         for stem in plan.train_recordings:
-            x += [self.seg_x[stem][i] for i in kept[stem]]
-            y += [self.segments[stem][i].label for i in kept[stem]]
+            for i in kept[stem]:
+                seg = self.segments[stem][i]
+                x.append(self.seg_x[stem][i])
+                y.append(seg.label)
+                src.append(lookup(stem, seg.start_s, seg.end_s) if seg.label == 1 else None)
+                base.append(self.forest_call_weight if seg.label == 1 else 1.0)
+        w = source_weights(src, base) if self.balance_sources else np.asarray(base)
         params = {k: v for k, v in vars(self.cfg.head).items() if k != "pooling"}
         pooling = self.cfg.head.pooling if self.cfg.head.pooling != "auto" else "max"
-        return FrameHead(pooling=pooling, seed=self.cfg.seed, **params).fit(x, np.array(y), vx, np.array(vy))
+        return FrameHead(pooling=pooling, seed=self.cfg.seed, **params).fit(
+            x, np.array(y), vx, np.array(vy), sample_weight=None if np.all(w == 1.0) else w)
 
 
 def synth_sets(folds: Folds, clips: Sequence[Clip], tables: Mapping, families: Mapping[str, str],
