@@ -30,14 +30,15 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from .annotations import CALL, Selection
-from .config import Config, SynthParams
-from .crossval import SiteData, choose_params, events_of
+from .config import SynthParams
+from .crossval import SiteData, assign_folds, choose_params, events_of
 from .dataset import Clip, source_of
 from .errors import YamcapError
 from .families import family_folds
 from .head import FrameHead
 from .metrics import match_events, score_annotated
 from .sources import CallSource, source_lookup
+from .synth import read_truth_rows, synthesize
 
 SYNTH_PER_FOLD = 8  # 3-min soundscapes per fold
 
@@ -70,8 +71,6 @@ def assign_source_folds(clips: Sequence[Clip], calls: Sequence[CallSource], fami
                         tables: Mapping, n_folds: int, seed: int) -> Folds:
     """Call sources (weighted by clips, a forest-only source by 1), negative sources (by clips) and
     families (by calls) each spread over ``n_folds`` folds, whole units only."""
-    from .crossval import assign_folds
-
     pos = {c.path.stem: c.source for c in clips if c.label == 1 and not c.is_segment}
     pos.update({f"{r.recording}@{r.begin_s}": r.source for r in calls if r.source not in pos.values()})
     neg = {c.path.stem: c.source for c in clips if c.label == 0 and not c.is_segment}
@@ -230,8 +229,6 @@ def synth_sets(folds: Folds, clips: Sequence[Clip], tables: Mapping, families: M
     """Per fold, ``n_files`` soundscapes of the fold's call sources mixed into its families'
     call-free recordings (distractors: its negative sources), at -3 to 15 dB SNR:
     ``{fold: {name: (path, [(start_s, end_s, source)])}}``. Written once into ``out_dir``."""
-    from .synth import read_truth_rows, synthesize
-
     out: dict[int, dict] = {}
     for k in range(folds.n):
         calls = sorted(c.path for c in clips if c.label == 1 and not c.is_segment and folds.source.get(c.source) == k)
