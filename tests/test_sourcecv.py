@@ -165,3 +165,35 @@ def test_every_fold_gets_a_call_free_background_where_there_are_enough():
     moved = spread_call_free({"a": 0, "b": 1, "c": 2, "d": 2, "e": 2}, tables, families)
     assert moved["a"] == 0 and moved["b"] == 1  # families with calls stay
     assert {k for f, k in moved.items() if f in "cde"} == {0, 1, 2}
+
+
+def test_cli_names_each_unreadable_recording_and_writes_no_partial_table(world, tmp_path):
+    from typer.testing import CliRunner
+
+    from yamnet_capuchin.annotations import write_table
+    from yamnet_capuchin.cli import app
+
+    clips, negs, recordings, tables = world
+    data = tmp_path / "data"
+    for folder, files in (("Parsed_Capuchinbird_Clips", clips), ("Parsed_Not_Capuchinbird_Clips", negs)):
+        (data / folder).mkdir(parents=True)
+        for p in files.values():
+            (data / folder / p.name).write_bytes(p.read_bytes())
+    ann, audio = tmp_path / "ann", tmp_path / "audio"
+    audio.mkdir()
+    for stem, sel in tables.items():
+        write_table(ann / f"{stem}.Table.1.selections.txt", sel)
+        (audio / f"{stem}.wav").write_bytes(recordings[stem].read_bytes())
+    args = ["sources", str(ann), "--data", str(data), "--audio", str(audio), "-q"]
+    (audio / "rec_2.wav").write_bytes(b"")  # an empty file
+    write_table(ann / "rec_3.Table.1.selections.txt", [Selection(1.0, 2.0, CALL)])
+    (audio / "rec_3.wav").write_text("not audio")  # a text file named .wav
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "rec_2.wav: empty file" in result.output and "rec_3.wav: not a readable audio file" in result.output
+    assert not (ann / "sources.csv").exists()
+    (audio / "rec_2.wav").write_bytes(recordings["rec_2"].read_bytes())
+    (ann / "rec_3.Table.1.selections.txt").unlink()
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert {r.source for r in read_sources(ann / "sources.csv")} == {"XCA", "XCB", "rec:rec_1@22.00"}

@@ -775,8 +775,13 @@ def sources(
     clips = [c.path for c in discover_clips(data) if c.label == 1]
     if not clips:
         _fail(f"{data}: no call clips (Parsed_Capuchinbird_Clips/) to match against")
-    rows = match_calls(recordings, tables, clips, min_peak, progress=not quiet)
+    failures: list = []
+    rows = match_calls(recordings, tables, clips, min_peak, progress=not quiet, failures=failures)
     out = out or annotations / "sources.csv"
+    if failures:
+        _report_failures(failures)
+        # a partial table would leave the skipped recordings' copies unmasked in source CV
+        _fail(f"{out} not written: {len(failures)} recording(s) could not be read", 1)
     write_sources(out, rows)
     by_source = Counter(r.source for r in rows)
     matched = sum(1 for r in rows if r.clip)

@@ -22,7 +22,7 @@ import numpy as np
 from .annotations import CALL
 from .audio import SAMPLE_RATE, load_audio
 from .dataset import source_of
-from .errors import YamcapError
+from .errors import AudioError, YamcapError
 from .fileio import atomic_write_csv
 from .progress import track
 
@@ -95,10 +95,13 @@ def prepare(wave: np.ndarray) -> np.ndarray:
 
 def match_calls(recordings: Mapping[str, Path], tables: Mapping, clip_paths: Sequence[Path],
                 min_peak: float = MIN_PEAK, progress: bool = True,
-                load: Callable[[Path], np.ndarray] = load_audio) -> list[CallSource]:
+                load: Callable[[Path], np.ndarray] = load_audio,
+                failures: list[tuple[str, str]] | None = None) -> list[CallSource]:
     """Every ``capuchin`` selection of ``tables`` ({stem: selections}) with its source.
 
-    ``recordings``: {stem: audio path}; ``clip_paths``: the parsed call clips to look for."""
+    ``recordings``: {stem: audio path}; ``clip_paths``: the parsed call clips to look for.
+    An unreadable recording raises :class:`AudioError`, or, given a ``failures`` list, is
+    appended to it as (path, reason) and skipped (its calls then have no row)."""
     rate = SAMPLE_RATE / DECIMATE
     clips = {Path(p).stem: prepare(load(p)) for p in sorted(clip_paths)}
     out: list[CallSource] = []
@@ -106,7 +109,13 @@ def match_calls(recordings: Mapping[str, Path], tables: Mapping, clip_paths: Seq
     for stem in track(stems, "Matching calls", len(stems), progress):
         if stem not in recordings:
             raise YamcapError(f"{stem}: no audio for this annotation table")
-        wave = prepare(load(recordings[stem]))
+        try:
+            wave = prepare(load(recordings[stem]))
+        except AudioError as exc:
+            if failures is None:
+                raise
+            failures.append((exc.path, exc.reason))
+            continue
         for sel in (x for x in tables[stem] if x.label == CALL):
             a = max(0, int((sel.begin_s - MARGIN_S) * rate))
             b = min(wave.size, int((sel.end_s + MARGIN_S) * rate))
