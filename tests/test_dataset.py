@@ -53,3 +53,39 @@ def test_discover_and_manifest_roundtrip(tiny_data, tmp_path):
 def test_discover_requires_layout(tmp_path):
     with pytest.raises(YamcapError, match="Parsed_Capuchinbird_Clips"):
         discover_clips(tmp_path)
+
+
+def test_partial_labels_train_and_move_no_other_clip(tiny_data, tmp_path):
+    """Review labels (partial tables) are training data; labelling one more recording leaves the
+    split of every other clip, and the augmentation noise pool, as it was."""
+    from yamnet_capuchin.annotations import Selection, write_table
+    from yamnet_capuchin.config import Config
+    from yamnet_capuchin.dataset import annotated_clips, assign_splits
+    from yamnet_capuchin.features import ClipEmbedder
+
+    forest = tiny_data / "Forest Recordings"
+    cfg = Config()
+    base = discover_clips(tiny_data) + background_clips(tiny_data, ["recording_01"], 3.0)
+    before = assign_splits(base, cfg)
+    review = tmp_path / "review"
+    write_table(review / "recording_01.Table.1.selections.txt",
+                [Selection(2.0, 5.0, "capuchin"), Selection(9.0, 12.0, "other:insect")])
+    labelled = annotated_clips([review], [], [forest], 3.0)
+    assert labelled and all(c.partial and c.split == "train" for c in labelled)
+    after = assign_splits(base + labelled, cfg)
+    assert [c.split for c in after[:len(base)]] == [c.split for c in before]
+    assert [c.split for c in after[len(base):]] == ["train"] * len(labelled)
+
+    pools = []
+
+    class Recorder(ClipEmbedder):
+        def __init__(self):
+            pass
+
+        def augmented_copy(self, path, noise_pool, aug, rng_key):
+            pools.append(list(noise_pool))
+
+    only_negatives = [c for c in labelled if c.label == 0]
+    positives = [c for c in after if c.label == 1 and not c.is_segment][:1]
+    list(Recorder().training_copies(positives + only_negatives, cfg.augment, 1, 0))
+    assert pools == [[]]  # a partially labelled recording is never noise

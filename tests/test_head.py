@@ -163,3 +163,54 @@ def test_estimator_contract(data):
     assert proba.shape == (len(x), 2) and np.allclose(proba.sum(axis=1), 1.0)
     assert np.array_equal(head.predict(x), (proba[:, 1] >= 0.5).astype(int))
     assert np.array_equal(head.predict(x, threshold=0.9), (proba[:, 1] >= 0.9).astype(int))
+
+
+@pytest.mark.parametrize("pooling", ["max", "attention"])
+def test_warm_start_starts_from_the_given_weights(data, pooling):
+    x, y = data
+    first = FrameHead(hidden_units=8, pooling=pooling, max_epochs=20, patience=20, batch_size=16).fit(x, y, x[::4], y[::4])
+    # learning rate 0: a warm-started fit keeps the weights it started from, a cold one its random start
+    params = dict(hidden_units=8, pooling=pooling, max_epochs=1, patience=1, batch_size=16, learning_rate=0.0, seed=5)
+    warm = FrameHead(warm_start=True, **params)
+    warm.weights_ = dict(first.weights_)
+    warm.fit(x, y, x[::4], y[::4])
+    cold = FrameHead(**params).fit(x, y, x[::4], y[::4])
+    assert all(np.allclose(warm.weights_[k], first.weights_[k]) for k in first.weights_)
+    assert not np.allclose(cold.weights_["w1"], first.weights_["w1"])
+    wrong = FrameHead(warm_start=True, **{**params, "hidden_units": 4})
+    wrong.weights_ = dict(first.weights_)
+    with pytest.raises(ValueError, match="do not fit this head"):
+        wrong.fit(x, y, x[::4], y[::4])
+
+
+def test_bucketed_batches_cover_every_bag_once_and_pad_each_batch_to_its_own():
+    from yamnet_capuchin.head import _bucketed
+
+    lengths = [1] * 30 + [5] * 30 + [40, 60]
+    bags = [np.full((n, 4), i, np.float32) for i, n in enumerate(lengths)]
+    y = (np.arange(len(bags)) % 2).astype(np.float32)[:, None]
+    w = np.ones(len(bags), np.float32)
+    data = _bucketed(bags, y, w, batch_size=16, bucket_frames=8, seed=0)
+    for _ in range(2):  # each epoch a new shuffle, every bag once
+        seen, widths = [], []
+        for (x, m), yb, wb in data:
+            x, m = x.numpy(), m.numpy()
+            widths.append(x.shape[1])
+            ids = [int(x[i, 0, 0]) for i in range(len(x))]
+            assert all(m[i].sum() == lengths[j] for i, j in enumerate(ids))
+            assert np.array_equal(yb.numpy()[:, 0], y[ids, 0])
+            seen += ids
+        assert sorted(seen) == list(range(len(bags)))
+        assert max(widths) == 60 and sum(wd <= 8 for wd in widths) == 4  # the 60 short bags are never padded to 60
+
+
+def test_bucketed_fit_learns_like_padded(data):
+    x, y = data
+    x = list(x) + [np.full((30, 16), -1.0, np.float32)]  # one long negative bag
+    y = np.append(y, 0)
+    head = FrameHead(hidden_units=8, pooling="max", max_epochs=30, patience=30, batch_size=16,
+                     bucket_frames=4).fit(x, y, x[::4], y[::4])
+    scores = head.predict_proba(x)[:, 1]
+    assert scores[y == 1].min() > scores[y == 0].max()
+    with pytest.raises(ValueError, match="bucket_frames"):
+        FrameHead(bucket_frames=-1).fit(x, y, x, y)

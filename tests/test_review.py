@@ -392,10 +392,10 @@ def test_retrain_with_fake_trainer(run, tmp_path, monkeypatch):
 
     calls = {}
 
-    def fake_train_yamnet(data_dir, out_dir, config, progress=True, echo=print):
+    def fake_train_yamnet(data_dir, out_dir, config, progress=True, echo=print, warm_start_from=None):
         calls["train"] = dict(data_dir=str(data_dir), out_dir=str(out_dir), annotations=config.data.annotations,
                               complete=config.data.complete_annotations, audio_dirs=config.data.audio_dirs,
-                              progress=progress)
+                              progress=progress, warm=warm_start_from)
         Path(out_dir).mkdir(parents=True)
         return {"test": {"precision": 0.9, "recall": 0.8, "f1": 0.85, "pr_auc": 0.9}}
 
@@ -421,6 +421,11 @@ def test_retrain_with_fake_trainer(run, tmp_path, monkeypatch):
     assert job["state"] == "done", job
     assert calls["train"]["annotations"] == [str(run / "annotations")] and calls["train"]["complete"] == []
     assert calls["train"]["audio_dirs"] == ["audio"] and calls["train"]["progress"] is False
+    import numpy as np  # the first retrain has no head of its own yet: it starts from the packaged default's
+
+    from yamnet_capuchin.detectors import DEFAULT_MODEL_DIR
+    with np.load(DEFAULT_MODEL_DIR / "head.npz") as shipped:
+        assert np.array_equal(calls["train"]["warm"].weights_["w2"], shipped["w2"])
     assert calls["train"]["out_dir"] == str(run / "retrained" / "model") == calls["model"]
     assert calls["count"][1] == str(run / "retrained") and len(calls["count"][0]) == 4
     per_file = {r["file"]: (r["old"], r["labelled"], r["new"]) for r in job["result"]["per_file"]}
@@ -432,7 +437,7 @@ def test_retrain_with_fake_trainer(run, tmp_path, monkeypatch):
 
 
 def test_retrain_error_is_reported(run, tmp_path, monkeypatch):
-    def failing_train_yamnet(data_dir, out_dir, config, progress=True, echo=print):
+    def failing_train_yamnet(data_dir, out_dir, config, progress=True, echo=print, warm_start_from=None):
         from yamnet_capuchin.errors import YamcapError
 
         raise YamcapError("the train split needs clips of both classes")
@@ -473,3 +478,33 @@ def test_cli_review_help():
 
     result = CliRunner().invoke(app, ["review", "--help"])
     assert result.exit_code == 0 and "--annotations" in result.output and "--no-browser" in result.output
+
+
+def test_a_retrain_starts_from_the_last_retrained_head_of_the_same_shape(tmp_path):
+    import json
+
+    import numpy as np
+
+    from yamnet_capuchin.config import Config
+    from yamnet_capuchin.detectors import MODEL_FORMAT
+    from yamnet_capuchin.head import FrameHead
+    from yamnet_capuchin.review.retrain import previous_head
+
+    cfg = Config()
+    model_dir = tmp_path / "retrained" / "model"
+    assert previous_head(model_dir, cfg) is None  # no retrain yet
+    model_dir.mkdir(parents=True)
+    h = cfg.head
+    params = {**FrameHead(hidden_units=h.hidden_units, context=h.context, inputs=h.inputs).get_params(), "pooling": "max"}
+    (model_dir / "model.json").write_text(json.dumps({"format": MODEL_FORMAT, "kind": "yamnet", "head_params": params}))
+    rng = np.random.default_rng(0)
+    weights = {"w1": rng.standard_normal((1024, h.hidden_units)).astype(np.float32),
+               "b1": np.zeros(h.hidden_units, np.float32), "w2": np.ones(h.hidden_units, np.float32),
+               "b2": np.zeros(1, np.float32)}
+    np.savez(model_dir / "head.npz", **weights)
+    head = previous_head(model_dir, cfg)
+    assert head is not None and head.pooling == "max" and np.array_equal(head.weights_["w1"], weights["w1"])
+    cfg.head.hidden_units = 64  # the configuration now trains another shape: start from scratch
+    assert previous_head(model_dir, cfg) is None
+    (model_dir / "model.json").write_text(json.dumps({"format": MODEL_FORMAT, "kind": "cnn", "head_params": params}))
+    assert previous_head(Path(model_dir), Config()) is None

@@ -104,6 +104,9 @@ class HeadConfig:
     # removed) joins its embedding; better clip F1 in CV, worse counting on the validation
     # soundscapes (docs/experiments.md, "Head settings")
     inputs: str = "embeddings"
+    # > 0: bags of at most this many frames are batched apart from longer ones, each batch padded
+    # to its own longest (same loss, faster with a few long bags; the review retrain uses 8)
+    bucket_frames: int = 0
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -35,13 +35,14 @@ class Clip:
     split: str = ""
     start_s: float = 0.0  # a segment of a longer file when end_s > 0 (call-free backgrounds)
     end_s: float = 0.0
+    partial: bool = False  # from a partial annotation table (review labels): the rest of its file is unknown
 
     @property
     def is_segment(self) -> bool:
         return self.end_s > 0
 
     def with_split(self, split: str) -> "Clip":
-        return Clip(self.path, self.label, self.source, split, self.start_s, self.end_s)
+        return replace(self, split=split)
 
 
 def source_of(path: str | Path) -> str:
@@ -272,8 +273,9 @@ def annotated_clips(folders, complete_folders, audio_folders, clip_s: float = 3.
                 continue
             duration = audio_info(audio[stem]).duration_s if complete else None
             source = f"rec:{families.get(stem, stem)}"
-            clips.extend(selection_clips(audio[stem], selections, source, complete, clip_s, margin_s, duration,
-                                         call_frames))
+            segments = selection_clips(audio[stem], selections, source, complete, clip_s, margin_s, duration,
+                                       call_frames)
+            clips.extend(segments if complete else [replace(c, split="train", partial=True) for c in segments])
     return clips
 
 
@@ -298,6 +300,12 @@ def candidate_clips(data_dir: str | Path, config: Config, echo: Callable[[str], 
 def assign_splits(readable: list[Clip], config: Config) -> list[Clip]:
     """Split the clips that could be read by source (same order). Unreadable files are left out
     *before* the split is drawn, so a bad file cannot move other sources to another split and
-    the YAMNet head and the CNN, which read audio differently, still share one split."""
+    the YAMNet head and the CNN, which read audio differently, still share one split.
+
+    Clips that come with a split keep it: the segments of partial annotation tables (review
+    labels) are all training data, so that labelling another recording moves no other clip to
+    another split (and a retrain after new labels finds its augmented copies in the cache)."""
     s = config.split
-    return split_by_source(readable, (s.train_fraction, s.val_fraction, s.test_fraction), config.seed)
+    drawn = iter(split_by_source([c for c in readable if not c.split],
+                                 (s.train_fraction, s.val_fraction, s.test_fraction), config.seed))
+    return [c if c.split else next(drawn) for c in readable]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
@@ -16,6 +17,8 @@ from .config import AugmentConfig
 from .fileio import file_sha256
 from .progress import track
 
+RECENT_FILES = 8  # frames of the last files embedded, kept in memory: segments of one recording read it once
+
 
 class ClipEmbedder:
     """Embeds audio files with a backbone, caching frames by content + backbone + front end."""
@@ -28,6 +31,7 @@ class ClipEmbedder:
         self._frontend = {"backend": audio_backend, "sample_rate": SAMPLE_RATE}
         self._sha: dict[Path, str] = {}
         self._waves: dict[Path, np.ndarray] = {}
+        self._recent: OrderedDict[Path, Frames] = OrderedDict()  # a recording's segments come one after another
 
     def sha(self, path: Path) -> str:
         if path not in self._sha:
@@ -36,11 +40,17 @@ class ClipEmbedder:
 
     def embed(self, path: str | Path) -> Frames:
         path = Path(path)
+        if path in self._recent:
+            self._recent.move_to_end(path)
+            return self._recent[path]
         key = self.cache.key(self.sha(path), self._identity, self._frontend)
         frames = self.cache.get(key)
         if frames is None:
             frames = self.backbone.embed(load_audio(path, self.audio_backend))
             self.cache.put(key, frames)
+        self._recent[path] = frames
+        if len(self._recent) > RECENT_FILES:
+            self._recent.popitem(last=False)
         return frames
 
     def embed_clip(self, clip) -> Frames:
@@ -94,10 +104,12 @@ class ClipEmbedder:
     def training_copies(self, clips: Sequence, aug: AugmentConfig, copies: int, seed: int, ids: Sequence[int] | None = None):
         """Augmented copies of a training set, as ``yamcap train`` makes them: ``copies`` per
         whole clip (background segments get none), each mixed into a negative file of the same
-        set that holds no call (an annotated recording with calls in it is not noise). ``ids``
+        set that holds no call (an annotated recording with calls in it is not noise, nor is one
+        with only partial labels: its unlabelled rest may hold calls). ``ids``
         (one per whole clip, default its position among them) with ``seed`` and the copy
         number fix every draw. Yields (frames, label) pairs."""
-        noise_pool = sorted({c.path for c in clips if c.label == 0} - {c.path for c in clips if c.label == 1})
+        noise_pool = sorted({c.path for c in clips if c.label == 0 and not c.partial}
+                            - {c.path for c in clips if c.label == 1})
         originals = [c for c in clips if not c.is_segment]
         for clip_id, clip in zip(range(len(originals)) if ids is None else ids, originals):
             for copy in range(copies):

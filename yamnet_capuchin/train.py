@@ -28,10 +28,13 @@ def train_yamnet(
     config: Config,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    warm_start_from: FrameHead | None = None,
 ) -> dict:
     """Train a YAMNet head on a Kaggle-layout folder; write the model directory ``out_dir``.
 
-    Returns the metrics dictionary also written to ``out_dir/metrics.json``.
+    ``warm_start_from``: a trained head of the same shape to start from (the review page's
+    retrain, :mod:`yamnet_capuchin.review.retrain`) instead of a random initialisation; only its
+    pooling is then trained. Returns the metrics dictionary also written to ``out_dir/metrics.json``.
     """
     t_start = time.perf_counter()
     backbone = make_backbone(config.backbone.name, config.backbone.handle or None, config.backbone.runtime).load()
@@ -71,10 +74,15 @@ def train_yamnet(
 
     t0 = time.perf_counter()
     poolings = POOLINGS if config.head.pooling == "auto" else (config.head.pooling,)
+    if warm_start_from is not None:
+        poolings = (warm_start_from.pooling,)
     candidates = {}
     for pooling in poolings:
         params = {k: v for k, v in vars(config.head).items() if k != "pooling"}
-        head = FrameHead(pooling=pooling, seed=config.seed, **params).fit(train_x, train_y, val_x, val_y)
+        head = FrameHead(pooling=pooling, seed=config.seed, **params)
+        if warm_start_from is not None:
+            head.set_params(warm_start=True).weights_ = dict(warm_start_from.weights_)
+        head.fit(train_x, train_y, val_x, val_y)
         val_scores = head.predict_proba(val_x)[:, 1]
         m = classification_metrics(val_y, val_scores, best_f1_threshold(val_y, val_scores))
         m["val_loss"] = float(min(head.history_["val_loss"]))

@@ -4,6 +4,13 @@ The review tables are *partial* (only the spans someone labelled), so they enter
 ``data.annotations`` (their selections only, never the unlabelled rest). This module trains
 into ``RUN_DIR/retrained/model`` and re-counts the run's recordings with the new head into
 ``RUN_DIR/retrained/``. TensorFlow is imported only when retraining starts.
+
+A retrain starts from the last retrained head, or for the first one the packaged default's
+(``warm_start``, where the configuration trains a head of that shape), and trains it for at most
+:data:`RETRAIN_EPOCHS` epochs (the one with the best validation loss is kept): the labels change
+little from one retrain to the next, and a person is waiting (``benchmarks/retrain.py``). So the
+page's model depends on what came before it; ``yamcap train`` with the same labels trains one
+from scratch.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from typing import Callable, Sequence
 from ..errors import YamcapError
 
 RETRAINED_DIR = "retrained"
+RETRAIN_EPOCHS = 4  # most epochs of a warm-started retrain (benchmarks/retrain.py)
+RETRAIN_BUCKET_FRAMES = 8  # head.bucket_frames of a retrain: 1-5-frame bags are not padded to a 60-frame one
 
 
 class RetrainUnavailable(YamcapError):
@@ -38,7 +47,7 @@ def retrain(run_dir: str | Path, annotations_dir: str | Path, data_dir: str | Pa
     from .. import train
     from ..config import Config
     from ..count import count_files
-    from ..detectors import load_model
+    from ..detectors import DEFAULT_MODEL_DIR, load_model
 
     run_dir = Path(run_dir)
     out_dir = run_dir / RETRAINED_DIR
@@ -47,7 +56,11 @@ def retrain(run_dir: str | Path, annotations_dir: str | Path, data_dir: str | Pa
     paths = [Path(p) for p in recordings]
     cfg.data.annotations = [*cfg.data.annotations, str(annotations_dir)]
     cfg.data.audio_dirs = [*cfg.data.audio_dirs, *sorted({str(p.parent) for p in paths})]
-    metrics = train.train_yamnet(data_dir, model_dir, cfg, progress=False, echo=echo)
+    cfg.head.bucket_frames = cfg.head.bucket_frames or RETRAIN_BUCKET_FRAMES
+    start = previous_head(model_dir, cfg) or previous_head(DEFAULT_MODEL_DIR, cfg)
+    if start is not None:
+        cfg.head.max_epochs = min(cfg.head.max_epochs, RETRAIN_EPOCHS)
+    metrics = train.train_yamnet(data_dir, model_dir, cfg, progress=False, echo=echo, warm_start_from=start)
     detector = load_model(model_dir)
     cfg.backbone, cfg.audio.backend = detector.config.backbone, detector.config.audio.backend
     run = count_files(detector, paths, out_dir, cfg, progress=False, echo=echo)
@@ -59,3 +72,21 @@ def retrain(run_dir: str | Path, annotations_dir: str | Path, data_dir: str | Pa
         "failures": [[p, reason] for p, reason in run.failures],
         "metrics": {k: test.get(k) for k in ("precision", "recall", "f1", "pr_auc") if k in test},
     }
+
+
+def previous_head(model_dir: Path, cfg):
+    """The head of the model in ``model_dir`` when the configuration trains one of the same shape
+    (hidden units, context, inputs), else None."""
+    from ..head import FrameHead
+    from ..detectors import read_model_meta
+
+    try:
+        meta = read_model_meta(model_dir)
+        if meta.get("kind") != "yamnet":
+            return None
+        params = dict(meta["head_params"])
+        if any(params.get(k) != getattr(cfg.head, k) for k in ("hidden_units", "context", "inputs")):
+            return None
+        return FrameHead.load(model_dir / "head.npz", **params)
+    except (YamcapError, KeyError, TypeError, ValueError):  # no earlier retrain, or not a YAMNet head
+        return None
