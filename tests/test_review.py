@@ -496,7 +496,8 @@ def test_a_retrain_starts_from_the_last_retrained_head_of_the_same_shape(tmp_pat
     model_dir.mkdir(parents=True)
     h = cfg.head
     params = {**FrameHead(hidden_units=h.hidden_units, context=h.context, inputs=h.inputs).get_params(), "pooling": "max"}
-    (model_dir / "model.json").write_text(json.dumps({"format": MODEL_FORMAT, "kind": "yamnet", "head_params": params}))
+    meta = {"format": MODEL_FORMAT, "kind": "yamnet", "backbone": {"name": "yamnet"}, "head_params": params}
+    (model_dir / "model.json").write_text(json.dumps(meta))
     rng = np.random.default_rng(0)
     weights = {"w1": rng.standard_normal((1024, h.hidden_units)).astype(np.float32),
                "b1": np.zeros(h.hidden_units, np.float32), "w2": np.ones(h.hidden_units, np.float32),
@@ -504,7 +505,10 @@ def test_a_retrain_starts_from_the_last_retrained_head_of_the_same_shape(tmp_pat
     np.savez(model_dir / "head.npz", **weights)
     head = previous_head(model_dir, cfg)
     assert head is not None and head.pooling == "max" and np.array_equal(head.weights_["w1"], weights["w1"])
+    other = Config()
+    other.backbone.name = "birdnet"  # a head of the same shape on another backbone's embeddings
+    assert previous_head(model_dir, other) is None
     cfg.head.hidden_units = 64  # the configuration now trains another shape: start from scratch
     assert previous_head(model_dir, cfg) is None
-    (model_dir / "model.json").write_text(json.dumps({"format": MODEL_FORMAT, "kind": "cnn", "head_params": params}))
+    (model_dir / "model.json").write_text(json.dumps({**meta, "kind": "cnn"}))
     assert previous_head(Path(model_dir), Config()) is None

@@ -184,7 +184,7 @@ class FrameHead:
 
         ``bucket_frames`` = b > 0: bags of at most b frames and the longer ones are batched apart,
         each batch padded to its own longest bag; 0: every batch is padded to the longest bag of
-        all. The loss is the same; b > 0 is faster where a few long bags (a 30 s ``other:*``
+        all. The loss is the same (only the batches are drawn differently); b > 0 is faster where a few long bags (a 30 s ``other:*``
         selection is one 60-frame bag) would pad thousands of 1-5-frame ones (a review retrain:
         pad_bags and copying the padded array were ~40 % of its fit)."""
         self._validate_params()

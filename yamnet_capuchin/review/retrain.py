@@ -76,13 +76,13 @@ def retrain(run_dir: str | Path, annotations_dir: str | Path, data_dir: str | Pa
 
 def previous_head(model_dir: Path, cfg):
     """The head of the model in ``model_dir`` when the configuration trains one of the same shape
-    (hidden units, context, inputs), else None."""
-    from ..head import FrameHead
+    (hidden units, context, inputs) on the same backbone, else None."""
     from ..detectors import read_model_meta
+    from ..head import FrameHead
 
     try:
         meta = read_model_meta(model_dir)
-        if meta.get("kind") != "yamnet":
+        if meta.get("kind") != "yamnet" or meta["backbone"].get("name") != cfg.backbone.name:
             return None
         params = dict(meta["head_params"])
         if any(params.get(k) != getattr(cfg.head, k) for k in ("hidden_units", "context", "inputs")):
