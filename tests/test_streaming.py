@@ -139,3 +139,27 @@ def test_nan_is_located_exactly_while_streaming(detector, tmp_path):
     sf.write(tmp_path / "n.wav", x, 16000, subtype="FLOAT")
     with pytest.raises(AudioError, match=r"first at 33\.000 s, sample 528007"):
         stream_frame_scores(detector, tmp_path / "n.wav", block_seconds=5.0)
+
+
+@pytest.mark.parametrize("seconds", [61.3, 0.5])
+def test_count_plots_draw_the_samples_decoded_for_scoring(detector, tmp_path, monkeypatch, seconds):
+    """`count --plots` decodes each file once: the plot gets the blocks' samples, which joined
+    are exactly the file's waveform."""
+    from yamnet_capuchin import audio, count
+    from yamnet_capuchin.streaming import block_layout, prefetch_blocks
+
+    path = write(tmp_path / "s.wav", soundscape(seconds, [1.0]) if seconds > 4 else soundscape(seconds, []))
+    cfg = Config()
+    cfg.audio.block_seconds = 5.0
+    _, block_samples, overlap = block_layout(detector, cfg.audio.block_seconds)
+    pieces = []
+    for _, blocks in prefetch_blocks([path], block_samples, overlap):
+        list(count.kept_samples(blocks, pieces))
+    assert np.array_equal(np.concatenate(pieces), load_audio(path))
+
+    drawn, loads = [], []
+    monkeypatch.setattr(audio, "load_audio", lambda *a, **k: loads.append(a) or load_audio(*a, **k))
+    monkeypatch.setattr("yamnet_capuchin.plots.detection_plot", lambda *a, wave=None, **k: drawn.append(wave))
+    run = count.count_files(detector, [path], tmp_path / "out", cfg, plots=True, progress=False, echo=lambda *_: None)
+    assert len(run.results) == 1 and loads == []  # scored from the prefetched blocks, plotted from them
+    assert np.array_equal(drawn[0], load_audio(path))

@@ -187,13 +187,27 @@ def score_file(detector, path, config: Config, sha: str, plots: bool = False, bl
     """(:class:`FileCount`, detection figure or None) of one file. Raises ``AudioError`` or
     ``OSError`` where the input cannot be read (:func:`input_failure` gives the reason)."""
     t0 = time.perf_counter()
+    pieces: list[np.ndarray] = []
+    if plots and blocks is not None:  # the plot draws the samples already decoded for scoring
+        blocks = kept_samples(blocks, pieces)
     d = score_and_detect(detector, path, config, blocks)
     result = FileCount(str(path), sha, d.frames.duration_s, d.events, time.perf_counter() - t0)
     figure = None
     if plots:
         from .plots import detection_plot
-        figure = detection_plot(path, d.frames, d.events, config.audio.backend, d.window_s, d.hop_s)
+        wave = np.concatenate(pieces) if pieces else None
+        figure = detection_plot(path, d.frames, d.events, config.audio.backend, d.window_s, d.hop_s, wave=wave)
     return result, figure
+
+
+def kept_samples(blocks, into: list):
+    """``blocks`` as they come, appending to ``into`` the samples each adds to the waveform
+    (its part beyond the previous block's end): joined, they are the whole 16 kHz waveform."""
+    end = 0
+    for block in blocks:
+        into.append(block.samples[max(0, end - block.start):])
+        end = max(end, block.start + block.samples.size)
+        yield block
 
 
 def input_failure(exc: Exception) -> str:

@@ -100,14 +100,17 @@ def count_errors(names: Sequence[str], true: Sequence[int], counts: Mapping[str,
     return fig
 
 
-def detection_plot(path, frame_scores, events, audio_backend: str, window_s: float, hop_s: float, threshold=None):
-    """Spectrogram, frame-score curve and detected events of one file (loads the whole file)."""
+def detection_plot(path, frame_scores, events, audio_backend: str, window_s: float, hop_s: float, threshold=None,
+                   wave=None):
+    """Spectrogram, frame-score curve and detected events of one file. ``wave``: its (N,) 16 kHz
+    waveform if already decoded; else the whole file is loaded."""
     from scipy.signal import spectrogram
 
     from .audio import SAMPLE_RATE, load_audio
 
     plt = _plt()
-    wave = load_audio(path, audio_backend)
+    if wave is None:
+        wave = load_audio(path, audio_backend)
     f, t, sxx = spectrogram(wave, fs=SAMPLE_RATE, nperseg=512, noverlap=256)
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 5), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     ax1.pcolormesh(t, f, 10 * np.log10(sxx + 1e-10), shading="auto", cmap="magma")
