@@ -108,7 +108,9 @@ def _bucketed(bags: Sequence[np.ndarray], y: np.ndarray, w: np.ndarray, batch_si
     dim = bags[0].shape[1]
     signature = ((tf.TensorSpec((None, None, dim), tf.float32), tf.TensorSpec((None, None), tf.float32)),
                  tf.TensorSpec((None, 1), tf.float32), tf.TensorSpec((None,), tf.float32))
-    return tf.data.Dataset.from_generator(epoch, output_signature=signature)
+    n_batches = sum(-(-len(part) // batch_size) for part in parts)  # the same every epoch: Keras knows its steps
+    data = tf.data.Dataset.from_generator(epoch, output_signature=signature)
+    return data.apply(tf.data.experimental.assert_cardinality(n_batches))
 
 
 def _starts_like_zip(path) -> bool:
@@ -214,7 +216,8 @@ class FrameHead:
         stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience, restore_best_weights=True)
         if self.bucket_frames:
             data = _bucketed(bags, y, weights, self.batch_size, self.bucket_frames, self.seed)
-            hist = net.fit(data, validation_data=([vx, vm], vy), epochs=self.max_epochs, callbacks=[stop], verbose=0)
+            hist = net.fit(data, validation_data=([vx, vm], vy), epochs=self.max_epochs, callbacks=[stop], verbose=0,
+                           shuffle=False)  # the dataset shuffles itself
         else:
             x, m = pad_bags(bags)
             hist = net.fit(
