@@ -24,6 +24,7 @@ from yamnet_capuchin.cli import app
 from yamnet_capuchin.config import Config
 from yamnet_capuchin.export import META_NAME, ExportedDetector, block_samples, export_model
 from yamnet_capuchin.detectors import load_model
+from yamnet_capuchin.errors import ModelError
 from yamnet_capuchin.model import YamnetDetector
 
 SAVEDMODEL_TOL = 1e-4  # the issue's bound; measured here ~1e-7
@@ -65,6 +66,26 @@ def test_exported_scores_agree_with_the_two_stage_model(tiny_yamnet, tmp_path, w
     assert json.loads((tmp_path / fmt / META_NAME).read_text()) == meta
     if fmt == "tflite":
         assert meta["block_frames"] == 8 and meta["block_samples"] == block_samples(8) == 7 * 7680 + 15600
+
+
+def test_float16_export_halves_the_file_and_carries_the_yamnet_notice(tiny_yamnet, tmp_path, wave):
+    """float16 weights: about half the bytes, scores close to float32 (the runtime widens the
+    weights at load); every export carries YAMNet's licence notice; float16 is TFLite-only."""
+    det = detector(tiny_yamnet)
+    full = export_model(det, tmp_path / "f32", "tflite", block_frames=8)
+    half = export_model(det, tmp_path / "f16", "tflite", block_frames=8, float16=True)
+    assert "quantization" not in full and half["quantization"] == {"weights": "float16", "activations": "float32"}
+    size = {d: (tmp_path / d / "model.tflite").stat().st_size for d in ("f32", "f16")}
+    assert size["f16"] < 0.6 * size["f32"], size
+    s32, s16 = load_model(tmp_path / "f32").frame_scores(wave)[1], load_model(tmp_path / "f16").frame_scores(wave)[1]
+    assert 0 < np.abs(s16 - s32).max() < 0.05
+    for d in ("f32", "f16"):
+        notice = (tmp_path / d / "YAMNET-NOTICE.txt").read_text()
+        assert "YAMNet" in notice and "Apache License, Version 2.0" in notice
+        assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in (tmp_path / d / "APACHE-2.0.txt").read_text()
+    assert full["provenance"]["head_fingerprint"] == half["provenance"]["head_fingerprint"]
+    with pytest.raises(ModelError, match="tflite only"):
+        export_model(det, tmp_path / "sm", "savedmodel", float16=True)
 
 
 def test_context_head_exports_as_savedmodel_only(tiny_yamnet, tmp_path, wave):
@@ -252,14 +273,16 @@ def test_int8_export_leaves_a_core_to_the_decoder(tmp_path, monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 4)
     meta = {"format": "yamcap-export/1", "export": "tflite", "threshold": 0.5, "pooling": "max",
             "window_samples": 15600, "hop_samples": 7680}
-    assert ExportedDetector(tmp_path, {**meta, "quantization": {}}).inference_threads() == 3
+    int8 = {**meta, "quantization": {"weights_and_activations": "int8"}}
+    assert ExportedDetector(tmp_path, int8).inference_threads() == 3
     assert ExportedDetector(tmp_path, meta).inference_threads() == 4
-    assert ExportedDetector(tmp_path, {**meta, "quantization": {}}, threads=2).inference_threads() == 2
+    assert ExportedDetector(tmp_path, {**meta, "quantization": {"weights": "float16"}}).inference_threads() == 4
+    assert ExportedDetector(tmp_path, int8, threads=2).inference_threads() == 2
     monkeypatch.setenv("YAMCAP_THREADS", "1")
     assert ExportedDetector(tmp_path, meta).inference_threads() == 1
     monkeypatch.setattr("os.cpu_count", lambda: 1)
     monkeypatch.delenv("YAMCAP_THREADS")
-    assert ExportedDetector(tmp_path, {**meta, "quantization": {}}).inference_threads() == 1
+    assert ExportedDetector(tmp_path, int8).inference_threads() == 1
 
 
 def test_tflite_export_runs_without_tensorflow(tiny_yamnet, tmp_path, wave):

@@ -17,7 +17,6 @@ this module imports none of them and they import from it: one way only.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import warnings
@@ -29,9 +28,12 @@ import numpy as np
 from .config import Config
 from .errors import ModelError
 from .export import ExportedDetector, is_exported
+from .identity import weights_fingerprint  # noqa: F401 - the model kinds import it from here
 
 MODEL_FORMAT = "yamcap-model/1"
-DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
+DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"  # the trained head: weights, config, metrics
+# the same model exported as one TFLite file (YAMNet and the head): what runs when no model is given
+DEFAULT_EXPORT_DIR = Path(__file__).parent / "default_export"
 # kind in model.json -> "module:class"; the class has REQUIRED_META (keys model.json must hold)
 # and from_dir(model_dir, meta, config, yamnet=None, runtime=None)
 DETECTORS = {
@@ -93,15 +95,6 @@ def detector_class(kind: str | None, where: Path | str = "model"):
     return getattr(importlib.import_module(module), name)
 
 
-def weights_fingerprint(kind: str, threshold: float, weights: dict, backbone: dict | None = None) -> str:
-    """sha256 (16 hex digits) over kind, threshold, backbone identity and the named weight arrays."""
-    digest = hashlib.sha256(json.dumps([kind, threshold, backbone or {}], sort_keys=True).encode())
-    for name in sorted(weights):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(weights[name]).tobytes())
-    return digest.hexdigest()[:16]
-
-
 def read_model_meta(model_dir: str | Path) -> dict:
     """``model.json`` of ``model_dir``, checked to be a yamcap model record."""
     model_dir = Path(model_dir)
@@ -133,7 +126,13 @@ def load_model(
     yamnet / runtime: the YAMNet handle and runtime to run a YAMNet head with (see
     :meth:`~yamnet_capuchin.model.YamnetDetector.from_dir`). audio_backend: warn when it is not
     the one the model was trained with. expect_kind: refuse a model of another kind.
+
+    With no ``model_dir``, the shipped model runs as its packaged TFLite export
+    (:data:`DEFAULT_EXPORT_DIR`: no TensorFlow, no download); asking for a YAMNet (``yamnet``,
+    ``runtime``) or a kind runs the shipped head (:data:`DEFAULT_MODEL_DIR`) on that YAMNet.
     """
+    if not model_dir and not (yamnet or runtime or expect_kind) and is_exported(DEFAULT_EXPORT_DIR):
+        model_dir = DEFAULT_EXPORT_DIR
     model_dir = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
     if is_exported(model_dir):  # one graph: YAMNet and the head are inside it
         if expect_kind:

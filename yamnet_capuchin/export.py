@@ -12,7 +12,8 @@
   ``block_frames`` frame scores; longer audio goes block after block (:class:`ExportedDetector`
   does it), the last block zero-padded.
 
-Both write ``DIR/yamcap_export.json``: the format, the clip threshold, pooling, the event
+Both write YAMNet's licence notice (``YAMNET-NOTICE.txt``, ``APACHE-2.0.txt``) and
+``DIR/yamcap_export.json``: the format, the clip threshold, pooling, the event
 parameters of the model's configuration, the frame window and hop (samples, at 16 kHz), the
 block size (TFLite) and provenance (source model fingerprint, backbone identity, package
 version, date). ``yamcap count/predict --model DIR`` run an exported model directly.
@@ -39,11 +40,15 @@ from .config import DEFAULT_BLOCK_FRAMES, DEFAULT_CALIBRATION_BLOCKS, Config
 from .audio import load_audio
 from .errors import AudioError, ModelError
 from .fileio import atomic_write_json, expand_audio_paths, staging_dir
+from .identity import weights_fingerprint
 
 EXPORT_FORMAT = "yamcap-export/1"
 EXPORT_FORMATS = ("savedmodel", "tflite")
 META_NAME = "yamcap_export.json"
 TFLITE_NAME = "model.tflite"
+# written beside every export: the graph holds YAMNet's weights (Apache-2.0)
+LICENCE_FILES = ("YAMNET-NOTICE.txt", "APACHE-2.0.txt")
+LICENCE_DIR = Path(__file__).parent / "licenses"
 SAMPLE_RATE = 16000
 
 
@@ -219,6 +224,11 @@ def quantize_int8(converter, calibration: list[np.ndarray]) -> bytes:
     return debugger.get_nondebug_quantized_model()
 
 
+def head_fingerprint(kind: str, threshold: float, weights: dict) -> str:
+    """sha256 (16 hex digits) of a head's weights and clip threshold, without the backbone."""
+    return weights_fingerprint(kind, float(threshold), weights)
+
+
 def export_metadata(detector, fmt: str, block_frames: int | None) -> dict:
     ev = detector.config.events
     meta = {
@@ -236,27 +246,35 @@ def export_metadata(detector, fmt: str, block_frames: int | None) -> dict:
                     "start_s": "(F,) frame start times, s"},
         "provenance": {
             "source_fingerprint": detector.fingerprint(),
+            # the head alone (no machine path in it): what ties an export to its model directory
+            "head_fingerprint": head_fingerprint(detector.kind, detector.threshold, detector.head.weights_),
             "backbone": {k: v for k, v in detector.backbone.identity().items() if k != "handle"},
             "package_version": __version__,
             "exported": datetime.date.today().isoformat(),
         },
     }
-    if fmt == "tflite":
-        meta.update(block_frames=block_frames, block_samples=block_samples(block_frames))
+    if fmt == "tflite":  # one output: the block's frame scores
+        meta.update(block_frames=block_frames, block_samples=block_samples(block_frames),
+                    outputs={"scores": f"({block_frames},) frame scores in [0, 1] of one block"})
     return meta
 
 
 def export_model(detector, out_dir: str | Path, fmt: str = "savedmodel",
-                 block_frames: int = DEFAULT_BLOCK_FRAMES, calibration: list[np.ndarray] | None = None) -> dict:
+                 block_frames: int = DEFAULT_BLOCK_FRAMES, calibration: list[np.ndarray] | None = None,
+                 float16: bool = False) -> dict:
     """Write ``detector`` (a YAMNet-head model) as one SavedModel or TFLite file into ``out_dir``
     (replaced if it exists, written in a staging folder first); returns the metadata written.
 
     ``calibration`` (TFLite only; blocks from :func:`calibration_blocks`): an int8 TFLite, its
-    convolutions in int8 calibrated on these blocks, front end and head in float32."""
+    convolutions in int8 calibrated on these blocks, front end and head in float32.
+    ``float16`` (TFLite only): weights stored as float16, half the file; the runtime widens
+    them to float32 once, at load, so every product is still computed in float32."""
     if fmt not in EXPORT_FORMATS:
         raise ModelError(f"unknown export format '{fmt}' (one of: {', '.join(EXPORT_FORMATS)})")
-    if calibration is not None and fmt != "tflite":
-        raise ModelError("int8 quantization is for --format tflite only")
+    if (calibration is not None or float16) and fmt != "tflite":
+        raise ModelError("int8 and float16 weights are for --format tflite only")
+    if calibration is not None and float16:
+        raise ModelError("choose int8 or float16 weights, not both")
     if block_frames < 1:
         raise ModelError(f"--block-frames must be at least 1, got {block_frames}")
     _check_exportable(detector)
@@ -268,6 +286,8 @@ def export_model(detector, out_dir: str | Path, fmt: str = "savedmodel",
     if calibration is not None:
         meta["quantization"] = {"weights_and_activations": "int8", "float_ops": list(FLOAT_OPS),
                                 "calibration_blocks": len(calibration)}
+    elif float16:
+        meta["quantization"] = {"weights": "float16", "activations": "float32"}
     module = _module(detector, json.dumps(meta, sort_keys=True))
     with staging_dir(out_dir) as tmp:
         if fmt == "savedmodel":
@@ -278,10 +298,15 @@ def export_model(detector, out_dir: str | Path, fmt: str = "savedmodel",
             fn = tf.function(lambda waveform: module.head(embed(waveform))[0], input_signature=[spec],
                              autograph=False).get_concrete_function()
             converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], module)
+            if float16:
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+                converter.target_spec.supported_types = [tf.float16]
             with warnings.catch_warnings(), quiet_native_stderr():
                 warnings.simplefilter("ignore")
                 model = converter.convert() if calibration is None else quantize_int8(converter, calibration)
             (tmp / TFLITE_NAME).write_bytes(model)
+        for name in LICENCE_FILES:
+            (tmp / name).write_bytes((LICENCE_DIR / name).read_bytes())
         atomic_write_json(tmp / META_NAME, meta)
     return meta
 
@@ -336,7 +361,11 @@ class ExportedDetector:
         one the decoder holds (2 cores, 40 recordings, ``experiments/export_speed.py``: 905x with
         2 threads, 1088x with 1). The float32 graph is the slower side and gains from every core
         (655x against 567x)."""
-        return self._threads or default_threads(spare=1 if "quantization" in self.meta else 0)
+        return self._threads or default_threads(spare=1 if self.is_int8() else 0)
+
+    def is_int8(self) -> bool:
+        """Whether the convolutions run in int8 (``export --int8``)."""
+        return self.meta.get("quantization", {}).get("weights_and_activations") == "int8"
 
     def _load(self) -> None:
         if self.meta["export"] == "savedmodel":
