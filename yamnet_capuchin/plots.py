@@ -104,16 +104,15 @@ def detection_plot(path, frame_scores, events, audio_backend: str, window_s: flo
                    wave=None):
     """Spectrogram, frame-score curve and detected events of one file. ``wave``: its (N,) 16 kHz
     waveform if already decoded; else the whole file is loaded."""
-    from scipy.signal import spectrogram
-
-    from .audio import SAMPLE_RATE, load_audio
+    from .audio import load_audio
+    from .spectrogram import log_spectrogram
 
     plt = _plt()
     if wave is None:
         wave = load_audio(path, audio_backend)
-    f, t, sxx = spectrogram(wave, fs=SAMPLE_RATE, nperseg=512, noverlap=256)
+    t, f, db = log_spectrogram(wave, n_fft=512, hop=256, fmax=4000.0)
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 5), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
-    ax1.pcolormesh(t, f, 10 * np.log10(sxx + 1e-10), shading="auto", cmap="magma")
+    ax1.pcolormesh(t, f, db, shading="auto", cmap="magma")
     ax1.set_ylim(0, 4000)
     ax1.set_ylabel("Hz")
     ax1.set_title(f"{path} -- {len(events)} call(s)")

@@ -29,21 +29,27 @@ class Mark:
 
 
 def log_spectrogram(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, n_fft: int = 1024,
-                    hop: int = 160, fmax: float = 4000.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    hop: int = 160, fmax: float = 4000.0, top_db: float = 80.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(times_s[T], freqs_hz[F], power_db[F, T]) of ``wave`` up to ``fmax``.
 
-    Hann window of ``n_fft`` samples (64 ms at 16 kHz: 15.6 Hz bins, enough to see a call's
-    harmonics), hop of ``hop`` samples (10 ms). Power in dB, each panel normalised later."""
-    import librosa
-
-    wave = np.asarray(wave, dtype=np.float32)
+    Periodic Hann window of ``n_fft`` samples (64 ms at 16 kHz: 15.6 Hz bins, enough to see a
+    call's harmonics), hop of ``hop`` samples (10 ms), frames centred on ``t * hop`` (the wave
+    zero-padded by ``n_fft // 2`` at both ends). Power in dB re 1, floored at 1e-10 and at
+    ``top_db`` below the loudest bin (librosa's ``stft`` + ``power_to_db``, in NumPy alone);
+    each panel is normalised later."""
+    wave = np.asarray(wave, dtype=np.float32).reshape(-1)
     if wave.size < n_fft:
         wave = np.pad(wave, (0, n_fft - wave.size))
-    spec = np.abs(librosa.stft(wave, n_fft=n_fft, hop_length=hop, center=True)) ** 2
-    freqs = librosa.fft_frequencies(sr=sample_rate, n_fft=n_fft)
+    padded = np.pad(wave, n_fft // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     keep = freqs <= fmax
-    times = librosa.frames_to_time(np.arange(spec.shape[1]), sr=sample_rate, hop_length=hop)
-    return times, freqs[keep], librosa.power_to_db(spec[keep], ref=1.0, amin=1e-10)
+    power = np.abs(np.fft.rfft(frames * window, axis=1)[:, keep]).T.astype(np.float32) ** 2
+    db = 10.0 * np.log10(np.maximum(power, 1e-10))
+    if top_db is not None and db.size:
+        db = np.maximum(db, db.max() - top_db)
+    return np.arange(frames.shape[0]) * hop / sample_rate, freqs[keep], db
 
 
 def _plt():

@@ -16,7 +16,7 @@ def default_threads(spare: int = 0) -> int:
 
 def import_tensorflow():
     """Import TensorFlow without its start-up noise on stderr (CUDA probing on CPU machines)."""
-    if "tensorflow" in sys.modules:
+    if sys.modules.get("tensorflow") is not None:
         return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
