@@ -532,17 +532,44 @@ def _count_cmd(recs: Path, out: Path, model: Path) -> list[str]:
             "-q", "--set", "audio.block_seconds=10"]
 
 
+# Runs the CLI with count's state writer wrapped: once the first file's state record is written,
+# it touches the "ready" file named by argv[1] and waits there, so a signal always arrives between
+# files, after exactly one (not after a sleep that a fast or slow machine can outrun). It waits in
+# short naps: the kernel may deliver the signal to the decoding thread, and Python's handler then
+# only runs once the main thread wakes (one long sleep hung in CI until the test's timeout). On
+# SIGUSR1 it prints every thread's stack, which the test asks for if the run does not end.
+_PAUSED_COUNT = """
+import faulthandler, signal, sys, time
+from pathlib import Path
+import yamnet_capuchin.count as count
+faulthandler.register(signal.SIGUSR1)
+ready, save = Path(sys.argv.pop(1)), count._save_state
+def paused(*args, **kwargs):
+    save(*args, **kwargs)
+    ready.touch()
+    for _ in range(6000):
+        time.sleep(0.1)
+count._save_state = paused
+from yamnet_capuchin.cli import main
+sys.argv[0] = "yamcap"
+sys.exit(main())
+"""
+
+
 def _start_and_wait_for_first_state(cmd, out: Path, env) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ready = out.parent / f"{out.name}.ready"
+    assert cmd[1:3] == ["-m", "yamnet_capuchin.cli"]
+    proc = subprocess.Popen([cmd[0], "-c", _PAUSED_COUNT, str(ready), *cmd[3:]], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        if (out / count_mod.STATE_DIR).is_dir() and any((out / count_mod.STATE_DIR).glob("*.json")):
+        if ready.exists():
             return proc
         if proc.poll() is not None:
             break
         time.sleep(0.005)
     proc.kill()
-    raise AssertionError(f"no state file appeared: {proc.communicate()}")
+    raise AssertionError(f"the first file's state was never written: {proc.communicate()}")
 
 
 def _outputs(out: Path) -> dict[str, bytes]:
@@ -569,9 +596,15 @@ def test_killed_then_resumed_gives_identical_outputs(uninterrupted, model_dir, t
     proc = _start_and_wait_for_first_state(_count_cmd(recs, out, model_dir), out, env)
     assert proc.poll() is None, "the run ended before it could be interrupted"
     proc.send_signal(sig)
-    _, stderr = proc.communicate(timeout=120)
+    try:
+        _, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)  # the stacks of the run that did not end, into the failure
+        time.sleep(1)
+        proc.kill()
+        raise AssertionError(f"the interrupted run did not end: {proc.communicate()[1].decode()[-4000:]}") from None
     states = list((out / count_mod.STATE_DIR).glob("*.json"))
-    assert 1 <= len(states) < 8
+    assert len(states) == 1  # interrupted between the first file and the second
     assert not list(out.rglob("*.part"))  # no half-written file
     if sig == signal.SIGINT:  # Ctrl-C: exit 130, one line, lock removed
         assert proc.returncode == 130, stderr
