@@ -41,17 +41,24 @@ def machine_info() -> dict:
         pass
     import numpy
 
-    from .backbones import import_tensorflow
-
-    tf = import_tensorflow()
-
     mem = None
     try:
         mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) // 1024
     except (OSError, AttributeError):
         pass
     return {"cores": os.cpu_count(), "cpu_model": cpu, "memory_mb": mem, "python": platform.python_version(),
-            "tensorflow": tf.__version__, "numpy": numpy.__version__, "platform": platform.platform()}
+            "tensorflow": _version("tensorflow"), "ai-edge-litert": _version("ai-edge-litert"),
+            "numpy": numpy.__version__, "platform": platform.platform()}
+
+
+def _version(distribution: str) -> str | None:
+    """The installed version of ``distribution`` (None: not installed), without importing it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
 
 
 def machine_slug(info: dict) -> str:
@@ -128,14 +135,16 @@ def end_to_end(detector, files: list[Path], config: Config) -> dict:
             "calls": sum(len(r.events) for r in run.results)}
 
 
-def cold_count(files: list[Path], model_args: list[str]) -> dict:
+def cold_count(files: list[Path], model_args: list[str], env: dict | None = None) -> dict:
     """``yamcap count FILES MODEL_ARGS`` in a fresh process with the default settings, timed from
     its start to its exit: Python, TensorFlow (or LiteRT) start-up, model loading, decoding,
-    inference, the outputs and the plot; the audio seconds come from its ``summary.json``."""
+    inference, the outputs and the plot; the audio seconds come from its ``summary.json``.
+    ``env``: the process's environment (default: this one's)."""
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "yamnet_capuchin.cli", "count", *map(str, files),
-                               "--out", str(Path(tmp) / "out"), "-q", *model_args], capture_output=True, text=True)
+                               "--out", str(Path(tmp) / "out"), "-q", *model_args], capture_output=True, text=True,
+                              env=env)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"yamcap count failed: {proc.stderr.strip()[-500:]}")
