@@ -252,7 +252,7 @@ def _count_file_fn():
                         done.path = path
                         yield "resumed", done
                         return
-                    result, figure = score_file(self.detector, local, self.config, sha, job.plots)
+                    result, figure = score_file(self.detector, local, self.config, sha, job.plots, named_as=path)
                     native_rate = _native_rate(local)
             except (AudioError, OSError) as exc:
                 yield "failed", (path, input_failure(exc))
@@ -261,7 +261,7 @@ def _count_file_fn():
             source = Path(path).absolute() if is_local(path) else path
             with output_folder(job.out) as out_dir:
                 write_file_outputs(out_dir, job.stems[path], file_key(path), result, figure, job.run_id, source,
-                                   native_rate)
+                                   native_rate, self.config.outputs)
             yield "counted", result
 
     return CountFile

@@ -377,6 +377,10 @@ def count(
     max_duration: Optional[float] = typer.Option(None, "--max-duration", rich_help_panel="Events", help=f"Split events longer than this at score minima, s {_default('events.max_duration_s')} (0 = never)."),
     notebook_rule: bool = typer.Option(False, "--notebook-rule", rich_help_panel="Events", help="The original notebook's rule: non-overlapping 54000-sample windows, p > 0.99, runs = calls."),
     plots: bool = typer.Option(False, "--plots", help="Also write a spectrogram + score + events PNG per file."),
+    timezone: Optional[str] = typer.Option(None, "--timezone", rich_help_panel="Recorder time and sites", help=f"The sites' time zone, which clock times and activity hours are written in: an IANA name (America/Manaus), UTC or an offset (-04:00) {_default('outputs.timezone')}."),
+    name_time: Optional[str] = typer.Option(None, "--name-time", rich_help_panel="Recorder time and sites", help=f"Times in file names are utc (AudioMoth's default) or local (in --timezone; Song Meters) {_default('outputs.name_time')}. GUANO and AudioMoth metadata carry their own offset."),
+    site_from: Optional[str] = typer.Option(None, "--site-from", rich_help_panel="Recorder time and sites", help=f"A recording's site: folder (its parent folder's name), metadata (the recorder's serial number) or none {_default('outputs.site_from')}."),
+    time_pattern: Optional[str] = typer.Option(None, "--time-pattern", rich_help_panel="Recorder time and sites", help="strptime pattern of the start time in file names, e.g. 'REC%y%m%d-%H%M' (default: AudioMoth YYYYMMDD_HHMMSS and Song Meter PREFIX_YYYYMMDD_HHMMSS names; GUANO and AudioMoth metadata come first)."),
     runner: Optional[str] = typer.Option(None, "--runner", rich_help_panel="Scale-out (Apache Beam)", help="Run on Apache Beam: direct (this machine, one process per --workers), dataflow, flink or spark. Needs the [beam] extra; docs/scale.md."),
     workers: Optional[int] = typer.Option(None, "--workers", rich_help_panel="Scale-out (Apache Beam)", help="Worker processes (direct), the most workers (dataflow) or the parallelism (flink)."),
     beam_options: Optional[List[str]] = typer.Option(None, "--beam-option", rich_help_panel="Scale-out (Apache Beam)", help="A Beam pipeline option KEY=VALUE, e.g. project=my-project or temp_location=gs://b/tmp (repeatable)."),
@@ -406,8 +410,10 @@ def count(
     cfg = run.configuration({
         "events.threshold": threshold, "events.off_threshold": off_threshold, "events.min_gap_s": min_gap,
         "events.min_duration_s": min_duration, "events.max_duration_s": max_duration,
-        "events.notebook_rule": notebook_rule or None,
+        "events.notebook_rule": notebook_rule or None, "outputs.timezone": timezone, "outputs.site_from": site_from,
+        "outputs.time_pattern": time_pattern, "outputs.name_time": name_time,
     })
+    _check_clock_options(cfg)
     if run.runtime == "tflite" and not run.yamnet and not os.environ.get("YAMCAP_YAMNET", "").endswith(".tflite"):
         _fail("--runtime tflite needs a .tflite file: pass --yamnet PATH/yamnet.tflite")
     if runner:
@@ -427,6 +433,33 @@ def count(
     _print_count_summary(result, Path(out))
     if result.failures:
         raise typer.Exit(1)
+
+
+@app.command()
+@_guarded
+def activity(
+    run_dir: Path = typer.Argument(..., help="A `yamcap count` output folder (its recordings.csv and events.csv)."),
+    min_score: float = typer.Option(0.0, "--min-score", help="Count only events whose peak frame score is at least this."),
+    timezone: Optional[str] = typer.Option(None, "--timezone", help="Report hours in this zone (IANA name, UTC or -04:00; default: the run's)."),
+):
+    """Recompute calls per recorded hour (activity.csv, activity.png) of a count run, without audio.
+
+    One row per site and clock hour with recording effort: site,date,hour,recorded_s,calls,
+    calls_per_hour. Hours recorded with no call are rows with 0; gaps have no row. Overlapping
+    files of one site count once. Recordings without a start time are left out, with a warning.
+
+    Examples:
+
+        yamcap activity counts/ --min-score 0.999
+
+        yamcap activity counts/ --timezone America/Manaus
+    """
+    from .count import recompute_activity
+
+    rows, notes = recompute_activity(run_dir, min_score, timezone)
+    typer.echo(f"wrote {run_dir}/activity.csv ({rows} site-hours)" + (" and activity.png" if rows else ""))
+    for note in notes:
+        typer.secho(f"warning: {note}", fg="yellow", err=True)
 
 
 @app.command()
@@ -875,9 +908,25 @@ def _count_on_beam(paths, out, cfg, model, run: ModelRun, runner, workers, beam_
     typer.echo(f"files: {summary['files']}  counted: {summary['counted']}  failed: {summary['failed']}  "
                f"resumed: {summary['resumed']}\ntotal calls: {summary['total_calls']}\n"
                f"{summary['audio_seconds_processed']:.0f} s of audio counted; wall {time.perf_counter() - t0:.1f} s "
-               f"(start-up included)\noutputs in {out}/ (counts.csv, events.csv, raven/, audacity/, counts.png)")
+               f"(start-up included)\noutputs in {out}/ (counts.csv, events.csv, recordings.csv, activity.csv, raven/, "
+               "audacity/, counts.png)")
+    for note in summary.get("notes", []):
+        typer.secho(f"warning: {note}", fg="yellow", err=True)
     if summary["failures"]:
         raise typer.Exit(1)
+
+
+def _check_clock_options(cfg) -> None:
+    """One line for a time zone, site source or time pattern that cannot be used (before any file is read)."""
+    from .clock import NAME_TIME, SITE_FROM, parse_timezone, pattern_regex
+
+    parse_timezone(cfg.outputs.timezone)
+    if cfg.outputs.name_time not in NAME_TIME:
+        _fail(f"--name-time '{cfg.outputs.name_time}': one of {', '.join(NAME_TIME)}")
+    if cfg.outputs.site_from not in SITE_FROM:
+        _fail(f"--site-from '{cfg.outputs.site_from}': one of {', '.join(SITE_FROM)}")
+    if cfg.outputs.time_pattern:
+        pattern_regex(cfg.outputs.time_pattern)
 
 
 def _print_count_summary(run, out: Path) -> None:
@@ -892,8 +941,10 @@ def _print_count_summary(run, out: Path) -> None:
     if run.audio_s:
         lines.append(f"speed: {run.audio_s:.0f} s of audio in {sum(r.seconds for r in run.results if not r.resumed):.1f} s "
                      f"= {run.realtime_factor:.0f}x real time (wall {run.wall_s:.1f} s)")
-    lines.append(f"outputs in {out}/ (counts.csv, events.csv, raven/, audacity/, counts.png)")
+    lines.append(f"outputs in {out}/ (counts.csv, events.csv, recordings.csv, activity.csv, raven/, audacity/, counts.png)")
     typer.echo("\n".join(lines))
+    for note in run.notes:
+        typer.secho(f"warning: {note}", fg="yellow", err=True)
 
 
 def main() -> None:  # pragma: no cover

@@ -144,6 +144,18 @@ class EventConfig:
     notebook_rule: bool = False  # the notebook's rule: non-overlapping windows, p > 0.99, runs
 
 
+@dataclass
+class OutputConfig:
+    # recorder clock time (docs/monitoring.md): the sites' zone, which clock times and activity
+    # hours are written in; an IANA name ("America/Manaus"), "UTC" or an offset ("-04:00")
+    timezone: str = "UTC"
+    name_time: str = "utc"  # file-name times are "utc" (AudioMoth's default) or "local" (in timezone; Song Meters)
+    site_from: str = "folder"  # "folder" (the parent folder's name), "metadata" (recorder serial) or "none"
+    time_pattern: str = ""  # strptime pattern of the start time in file names; "" = AudioMoth / Song Meter names
+    raven_low_hz: float = 400.0  # the band of a Raven selection: a Capuchinbird call's
+    raven_high_hz: float = 4000.0
+
+
 # Every default below with comments, installed with the package (configs/default.toml in the
 # source tree links to it); tests/test_config.py keeps the two equal.
 DEFAULT_CONFIG_PATH = Path(__file__).parent / "configs" / "default.toml"
@@ -161,6 +173,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     cnn: CNNConfig = field(default_factory=CNNConfig)
     events: EventConfig = field(default_factory=EventConfig)
+    outputs: OutputConfig = field(default_factory=OutputConfig)
 
     # -- construction -------------------------------------------------------------------
     @classmethod

@@ -11,6 +11,7 @@ lands in errors.csv, which lists the inputs that could not be read.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from dataclasses import dataclass, field
@@ -19,9 +20,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .activity import ACTIVITY_COLUMNS, Recording, activity_table, daily_profile, diel_profile, table_rows
 from .audio import SAMPLE_RATE, audio_info, iter_blocks
-from .config import Config
-from .errors import AudioError
+from .clock import UTC, RecordingClock, iso, parse_timezone, recording_clock
+from .config import Config, OutputConfig
+from .errors import AudioError, YamcapError
 from .events import Event, EventParams, detect_events, notebook_rule_events
 from .fileio import (
     as_output_error, atomic_write_csv, atomic_write_json, check_output_dir, check_unlocked, file_sha256, output_lock,
@@ -29,7 +32,7 @@ from .fileio import (
 )
 from .outputs import (
     high_freq_hz, output_stems, write_audacity_labels, write_counts_csv, write_events_csv, write_raven_table,
-    write_sources_csv,
+    write_recordings_csv, write_sources_csv,
 )
 from .progress import audio_progress
 from .streaming import FrameScores, stream_frame_scores
@@ -37,7 +40,8 @@ from .streaming import FrameScores, stream_frame_scores
 NOTEBOOK_THRESHOLD = 0.99
 STATE_DIR = ".yamcap-state"
 OUTPUT_SUBFOLDERS = ("raven", "audacity", "plots", STATE_DIR)
-OUTPUT_FILES = ("counts.csv", "events.csv", "errors.csv", "sources.csv", "summary.json", "config.toml", "counts.png")
+OUTPUT_FILES = ("counts.csv", "events.csv", "errors.csv", "sources.csv", "summary.json", "config.toml", "counts.png",
+                "recordings.csv", "activity.csv", "activity.png")
 
 
 def check_outputs(out_dir: str | Path) -> None:
@@ -56,6 +60,7 @@ class FileCount:
     events: list[Event]
     seconds: float = 0.0  # processing wall time
     resumed: bool = False
+    clock: RecordingClock | None = None  # when and where it was recorded (yamnet_capuchin.clock)
 
 
 @dataclass
@@ -63,6 +68,7 @@ class CountRun:
     results: list[FileCount] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
     wall_s: float = 0.0
+    notes: list[str] = field(default_factory=list)  # warnings for the run, one line each
 
     @property
     def audio_s(self) -> float:
@@ -183,15 +189,28 @@ def content_sha(path) -> str:
         return ""
 
 
-def score_file(detector, path, config: Config, sha: str, plots: bool = False, blocks=None):
+def file_clock(path, config: Config, named_as: str | Path | None = None) -> RecordingClock:
+    """The recording's start time and site under ``config.outputs`` (metadata read from
+    ``path``; file name and folder from ``named_as``, default ``path``): names' times in UTC or
+    in the sites' zone (``name_time``)."""
+    o = config.outputs
+    local = parse_timezone(o.timezone)
+    return recording_clock(path, o.site_from, o.time_pattern or None, UTC if o.name_time == "utc" else local,
+                           named_as, local)
+
+
+def score_file(detector, path, config: Config, sha: str, plots: bool = False, blocks=None,
+               named_as: str | Path | None = None):
     """(:class:`FileCount`, detection figure or None) of one file. Raises ``AudioError`` or
-    ``OSError`` where the input cannot be read (:func:`input_failure` gives the reason)."""
+    ``OSError`` where the input cannot be read (:func:`input_failure` gives the reason).
+    ``named_as``: the name the file goes by, where ``path`` is a local copy of it."""
     t0 = time.perf_counter()
     pieces: list[np.ndarray] = []
     if plots and blocks is not None:  # the plot draws the samples already decoded for scoring
         blocks = kept_samples(blocks, pieces)
     d = score_and_detect(detector, path, config, blocks)
-    result = FileCount(str(path), sha, d.frames.duration_s, d.events, time.perf_counter() - t0)
+    result = FileCount(str(path), sha, d.frames.duration_s, d.events, time.perf_counter() - t0,
+                       clock=file_clock(path, config, named_as))
     figure = None
     if plots:
         from .plots import detection_plot
@@ -218,13 +237,16 @@ def input_failure(exc: Exception) -> str:
 
 
 def write_file_outputs(out_dir: Path, stem: str, key: str, result: FileCount, figure, run_id: str,
-                       source: str | Path, native_rate: float | None) -> None:
-    """One file's Raven table, Audacity labels, plot (``figure``, if any) and state record
-    (written last: a file counts as done only once its outputs are all there). Raises
-    :class:`~yamnet_capuchin.fileio.OutputError` naming the output that cannot be written."""
+                       source: str | Path, native_rate: float | None, outputs: OutputConfig | None = None) -> None:
+    """One file's Raven table (band and time zone from ``outputs``), Audacity labels, plot
+    (``figure``, if any) and state record (written last: a file counts as done only once its
+    outputs are all there). Raises :class:`~yamnet_capuchin.fileio.OutputError` naming the
+    output that cannot be written."""
+    o = outputs or OutputConfig()
+    start = result.clock.start if result.clock else None
     try:
         write_raven_table(out_dir / "raven" / f"{stem}.Table.1.selections.txt", result.events, source,
-                          high_freq_hz(native_rate))
+                          high_freq_hz(native_rate, o.raven_high_hz), o.raven_low_hz, start, parse_timezone(o.timezone))
         write_audacity_labels(out_dir / "audacity" / f"{stem}.txt", result.events)
         if figure is not None:
             save_figure(figure, out_dir / "plots" / f"{stem}.png")
@@ -276,7 +298,7 @@ def _count_files(detector, paths: Sequence[Path], out_dir: Path, config: Config,
             else:  # writing: errors here are the outputs', and stop the run
                 info = infos.get(path)
                 write_file_outputs(out_dir, stems[Path(path)], file_key(path), result, figure, run_id,
-                                   Path(path).absolute(), info.sample_rate if info else None)
+                                   Path(path).absolute(), info.sample_rate if info else None, config.outputs)
                 results[str(path)] = result
             if bar is not None:  # the headers' lengths, so the total never changes (that resets rich's rate)
                 completed_s += expected[path]
@@ -344,10 +366,19 @@ def write_summary_outputs(out_dir: Path, run: CountRun, names: dict[str, str], c
 def _write_summary_outputs(out_dir: Path, run: CountRun, names: dict[str, str], config: Config, detector,
                            stems: dict[Path, str], extra: dict) -> None:
     counts = {names[r.path]: len(r.events) for r in run.results}
+    tz = parse_timezone(config.outputs.timezone)
+    clocks = {r.path: r.clock for r in run.results if r.clock is not None}
     write_counts_csv(out_dir / "counts.csv", counts)
     write_sources_csv(out_dir / "sources.csv", {stems[Path(r.path)]: r.path for r in run.results})
     write_events_csv(out_dir / "events.csv", [(r.path, e) for r in sorted(run.results, key=lambda r: r.path)
-                                               for e in r.events])
+                                               for e in r.events], clocks, tz)
+    write_recordings_csv(out_dir / RECORDINGS_CSV, [(r.path, r.duration_s, len(r.events)) for r in run.results],
+                         clocks, tz)
+    run.notes[:] = write_activity(out_dir, run_recordings(run.results), [(r.path, e.start_s) for r in run.results
+                                                                          for e in r.events], config.outputs)
+    unread = [r for r in run.results if r.clock and r.clock.note]
+    if unread:
+        run.notes.append(f"{len(unread)} files: {unread[0].clock.note} (e.g. {Path(unread[0].path).name})")
     atomic_write_csv(out_dir / "errors.csv", ("file", "reason"), run.failures)
     if counts:
         from .plots import counts_bar
@@ -367,6 +398,10 @@ def _write_summary_outputs(out_dir: Path, run: CountRun, names: dict[str, str], 
         "model": {"kind": detector.kind, "threshold": detector.threshold, "fingerprint": detector.fingerprint(),
                   "backbone": getattr(detector, "meta", {}).get("backbone")},
         "event_params": event_params(config, detector.threshold).__dict__,
+        "clock": {"timezone": config.outputs.timezone, "site_from": config.outputs.site_from,
+                  "timed_files": sum(1 for r in run.results if r.clock and r.clock.start),
+                  "untimed_files": sum(1 for r in run.results if not (r.clock and r.clock.start))},
+        "notes": list(run.notes),
         "config": config.to_dict(),
         **extra,
     })
@@ -374,9 +409,12 @@ def _write_summary_outputs(out_dir: Path, run: CountRun, names: dict[str, str], 
 
 
 def _save_state(path: Path, result: FileCount, run_id: str) -> None:
+    c = result.clock
     atomic_write_json(path, {
         "run_id": run_id, "path": result.path, "sha256": result.sha256, "duration_s": result.duration_s,
         "seconds": result.seconds, "events": [e.as_dict() for e in result.events],
+        "clock": None if c is None else {"start": iso(c.start), "source": c.source, "site": c.site,
+                                         "serial": c.serial, "note": c.note},
     })
 
 
@@ -396,4 +434,73 @@ def state_from_text(text: str, sha: str, run_id: str) -> FileCount | None:
     if data.get("sha256") != sha or data.get("run_id") != run_id:
         return None
     events = [Event(**e) for e in data["events"]]
-    return FileCount(data["path"], sha, data["duration_s"], events, data.get("seconds", 0.0), resumed=True)
+    c = data.get("clock")
+    clock = None if not c else RecordingClock(dt.datetime.fromisoformat(c["start"]) if c.get("start") else None,
+                                              c.get("source", ""), c.get("site", ""), c.get("serial", ""), c.get("note", ""))
+    return FileCount(data["path"], sha, data["duration_s"], events, data.get("seconds", 0.0), resumed=True, clock=clock)
+
+
+RECORDINGS_CSV = "recordings.csv"
+ACTIVITY_CSV = "activity.csv"
+ACTIVITY_PNG = "activity.png"
+
+
+def run_recordings(results: Sequence[FileCount]) -> list[Recording]:
+    """The activity table's recordings: each counted file, its site, start and length."""
+    return [Recording(r.path, r.clock.site if r.clock else "", r.clock.start if r.clock else None, r.duration_s)
+            for r in results]
+
+
+def write_activity(out_dir: Path, recordings: Sequence[Recording], events: Sequence[tuple[str, float]],
+                   outputs: OutputConfig) -> list[str]:
+    """activity.csv (and activity.png where any hour has effort) in ``out_dir``; returns the
+    run's warnings about time: files without a start time, overlaps, notes on metadata."""
+    tz = parse_timezone(outputs.timezone)
+    rows, summary = activity_table(recordings, events, tz)
+    atomic_write_csv(out_dir / ACTIVITY_CSV, ACTIVITY_COLUMNS, table_rows(rows))
+    png = out_dir / ACTIVITY_PNG
+    if rows:
+        from .plots import activity_plot
+
+        save_figure(activity_plot(diel_profile(rows), daily_profile(rows), outputs.timezone), png)
+    elif png.exists():
+        png.unlink()
+    notes = []
+    untimed = summary["untimed"]
+    if untimed:
+        notes.append(f"{len(untimed)} of {len(recordings)} files have no start time in their metadata or name "
+                     f"(e.g. {Path(untimed[0]).name}): counted, but without clock times or activity rows")
+    if summary["overlapping"]:
+        notes.append(f"{len(summary['overlapping'])} files overlap an earlier file of their site in time "
+                     f"(e.g. {Path(summary['overlapping'][0]).name}): the overlap counts once in activity.csv")
+    return notes
+
+
+def recompute_activity(run_dir: str | Path, min_score: float = 0.0, timezone: str | None = None) -> tuple[int, list[str]]:
+    """Rewrite activity.csv/png of a finished count run from its recordings.csv and events.csv,
+    without touching audio: only events scoring at least ``min_score``, hours in ``timezone``
+    (default: the run's). Returns (rows written, warnings)."""
+    import csv
+
+    run_dir = Path(run_dir)
+    tables = {name: run_dir / name for name in (RECORDINGS_CSV, "events.csv")}
+    for path in tables.values():
+        if not path.is_file():
+            raise YamcapError(f"{path}: missing (not a yamcap count output folder of this version?)")
+    outputs = OutputConfig()
+    if (run_dir / "config.toml").is_file():
+        outputs = Config.load(run_dir / "config.toml").outputs
+    if timezone:
+        outputs.timezone = timezone
+    parse_timezone(outputs.timezone)
+    try:
+        with open(tables[RECORDINGS_CSV], newline="") as fh:
+            recordings = [Recording(r["file"], r["site"], dt.datetime.fromisoformat(r["start_datetime"])
+                                    if r["start_datetime"] else None, float(r["duration_s"])) for r in csv.DictReader(fh)]
+        with open(tables["events.csv"], newline="") as fh:
+            events = [(r["file"], float(r["start_s"])) for r in csv.DictReader(fh) if float(r["score"]) >= min_score]
+    except (KeyError, ValueError) as exc:
+        raise YamcapError(f"{run_dir}: recordings.csv or events.csv is not as count writes it ({exc})") from None
+    notes = write_activity(run_dir, recordings, events, outputs)
+    with open(run_dir / ACTIVITY_CSV, newline="") as fh:
+        return sum(1 for _ in fh) - 1, notes

@@ -74,6 +74,48 @@ def counts_bar(names: Sequence[str], counts: Mapping[str, Sequence[int]], title:
     return fig
 
 
+def activity_plot(diel: Mapping[str, Sequence], daily: Mapping[str, Sequence], tz_name: str = "UTC"):
+    """Calls per recorded hour: by hour of day (the diel pattern) and by date, one line per
+    site. ``diel``: site -> 24 values (None: no effort); ``daily``: site -> [(date, value)]
+    (:func:`yamnet_capuchin.activity.diel_profile` / ``daily_profile``)."""
+    import datetime as dt
+
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
+    top = 0.0
+    for site, values in diel.items():
+        y = [np.nan if v is None else v for v in values]
+        top = max([top] + [v for v in values if v is not None])
+        ax1.plot(range(24), y, marker="o", ms=3, lw=1.2, label=site or "(no site)")
+    ax1.set_xticks(range(0, 24, 3))
+    ax1.set_xlim(-0.5, 23.5)
+    ax1.set_xlabel(f"hour of day ({tz_name})")
+    ax1.set_ylabel("calls per recorded hour")
+    ax1.set_title("By hour of day")
+    dates = []
+    for site, points in daily.items():
+        if points:
+            dates += [d for d, _ in points]
+            top = max([top] + [v for _, v in points])
+            ax2.plot([d for d, _ in points], [v for _, v in points], marker="o", ms=3, lw=1.2, label=site or "(no site)")
+    if dates:
+        import matplotlib.dates as mdates
+
+        ax2.set_xlim(min(dates) - dt.timedelta(days=1), max(dates) + dt.timedelta(days=1))
+        ax2.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=10, interval_multiples=True))
+        ax2.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
+    ax2.set_xlabel("date")
+    ax2.set_title("By date")
+    ax2.tick_params(axis="x", labelrotation=30)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.set_ylim(0, 1.1 * top if top > 0 else 1.0)
+    if len(diel) > 1:
+        ax1.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def count_errors(names: Sequence[str], true: Sequence[int], counts: Mapping[str, Sequence[int]],
                  title: str = "Counted minus true calls per recording"):
     """One row per model, one column per file: counted minus true calls (red: too many, blue:
