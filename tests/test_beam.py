@@ -147,3 +147,31 @@ def test_options_need_a_runner_and_remote_paths_too(env, model_dir, recs, tmp_pa
 def test_without_beam_the_error_names_the_extra(env, model_dir, recs, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setitem(sys.modules, "apache_beam", None)
     one_line_error(invoke("count", recs, "--out", tmp_path / "o", "--runner", "direct"), "yamnet-capuchin[beam]")
+
+
+def test_direct_runner_writes_the_same_clock_times_and_activity(env, model_dir, tmp_path):  # noqa: F811
+    """Recorder time on Beam: sites from the folders, start times from AudioMoth names and a
+    GUANO chunk (read from the worker's copy, the name from the original path), the same
+    events.csv clock columns, recordings.csv, activity.csv and Raven tables as a local run."""
+    import datetime as dt
+
+    guano = pytest.importorskip("guano")
+    d = tmp_path / "pam"
+    write(d / "A" / "20240301_235930.wav", soundscape(40.0, [5.0, 35.0]))
+    write(d / "B" / "20240301_235930.flac", soundscape(12.0, [2.0]))
+    write(d / "C" / "no_time_in_name.wav", soundscape(10.0, [3.0]))
+    meta = guano.GuanoFile(str(d / "C" / "no_time_in_name.wav"))
+    meta["Timestamp"] = dt.datetime(2024, 3, 2, 6, 0, tzinfo=dt.timezone(dt.timedelta(hours=-4)))
+    meta.write(make_backup=False)
+    args = ["count", d, "--model", model_dir, "-q", "--timezone", "America/Manaus"]
+    assert invoke(*args, "--out", tmp_path / "local").exit_code == 0
+    r = invoke(*args, "--out", tmp_path / "beam", "--runner", "direct")
+    assert r.exit_code == 0, r.output
+    local, on_beam = outputs(tmp_path / "local"), outputs(tmp_path / "beam")
+    assert sorted(on_beam) == sorted(local) and {k for k in local if local[k] != on_beam[k]} == set()
+    recs = {Path(r["file"]).parent.name: r for r in csv.DictReader(open(tmp_path / "beam" / "recordings.csv"))}
+    assert {site: (r["start_datetime"], r["time_source"]) for site, r in recs.items()} == {
+        "A": ("2024-03-01T19:59:30.000-04:00", "name"), "B": ("2024-03-01T19:59:30.000-04:00", "name"),
+        "C": ("2024-03-02T06:00:00.000-04:00", "guano")}
+    hours = {(r["site"], r["hour"]) for r in csv.DictReader(open(tmp_path / "beam" / "activity.csv"))}
+    assert hours == {("A", "19"), ("A", "20"), ("B", "19"), ("C", "6")}

@@ -157,6 +157,8 @@ def guano_metadata(path: Path, tz: dt.tzinfo = UTC) -> tuple[dt.datetime | None,
         raise ValueError("a GUANO chunk without a readable Timestamp")
     if stamp.tzinfo is None:
         stamp = localize(stamp, tz)
+    else:  # guano's own tzinfo class does not pickle (Beam ships results between workers)
+        stamp = stamp.astimezone(dt.timezone(stamp.utcoffset()))
     return stamp, str(meta.get("Serial") or "")
 
 
