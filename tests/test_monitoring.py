@@ -300,3 +300,13 @@ def test_back_to_back_files_a_few_ms_long_are_not_reported_as_overlaps():
     rows, summary = activity_table(recs, [])
     assert [(r.hour, r.recorded_s) for r in rows] == [(9, 300.0), (10, 240.04)]
     assert summary["overlapping"] == []
+
+
+def test_a_run_without_any_start_time_says_so_once(tmp_path):
+    """The challenge's recordings carry no time: one plain note, and an activity table of its header."""
+    _with_calls(tmp_path / "rec" / "recording_01.wav", 10.0, [2.0])
+    _with_calls(tmp_path / "rec" / "recording_02.wav", 10.0, [])
+    run = count_files(Loud(), sorted((tmp_path / "rec").iterdir()), tmp_path / "out", _events_config(), progress=False)
+    assert len(run.notes) == 1 and run.notes[0].startswith("no file has a start time")
+    assert (tmp_path / "out" / "activity.csv").read_text().strip() == "site,date,hour,recorded_s,calls,calls_per_hour"
+    assert not (tmp_path / "out" / "activity.png").exists()

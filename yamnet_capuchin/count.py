@@ -467,7 +467,10 @@ def write_activity(out_dir: Path, recordings: Sequence[Recording], events: Seque
         png.unlink()
     notes = []
     untimed = summary["untimed"]
-    if untimed:
+    if untimed and len(untimed) == len(recordings):
+        notes.append("no file has a start time (GUANO, AudioMoth or a time in its name): counted as usual, "
+                     "without clock times or activity rows (docs/monitoring.md)")
+    elif untimed:
         notes.append(f"{len(untimed)} of {len(recordings)} files have no start time in their metadata or name "
                      f"(e.g. {Path(untimed[0]).name}): counted, but without clock times or activity rows")
     if summary["overlapping"]:
