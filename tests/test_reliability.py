@@ -459,13 +459,17 @@ def test_raven_tables_read_by_yamcap_annotations_and_high_freq_follows_the_rate(
     write(d / "low.wav", soundscape(20.0, [3.0, 12.0])[::2].copy(), sr=8000)
     write(d / "full.wav", soundscape(20.0, [3.0, 12.0]))
     out = tmp_path / "o"
-    r = invoke("count", d, "--out", out, "-m", model_dir, "-q", "--threshold", "0", "--off-threshold", "0")
+    # the default band is a call's (400-4000 Hz); widened to the models' 8000 Hz, the file's
+    # Nyquist frequency caps it (4000 Hz for the 8 kHz file)
+    r = invoke("count", d, "--out", out, "-m", model_dir, "-q", "--threshold", "0", "--off-threshold", "0",
+               "--set", "outputs.raven_high_hz=8000", "--set", "outputs.raven_low_hz=0")
     assert r.exit_code == 0, r.output
     for name, top in (("low", 4000.0), ("full", 8000.0)):
         table = out / "raven" / f"{name}.Table.1.selections.txt"
         rows = list(csv.DictReader(open(table), delimiter="\t"))
         assert rows, name
         assert {float(row["High Freq (Hz)"]) for row in rows} == {top}
+        assert {float(row["Low Freq (Hz)"]) for row in rows} == {0.0}
         assert all(row["Annotation"] == "Capuchinbird" and row["File Offset (s)"] == row["Begin Time (s)"]
                    and Path(row["Begin Path"]) == (d / f"{name}.wav").absolute() for row in rows)
         assert {s.label for s in read_table(table)} == {"capuchin"}
@@ -485,7 +489,7 @@ def test_raven_and_audacity_outputs_read_with_crowsetta(env, model_dir, tmp_path
     boxes = raven.to_annot().bboxes
     assert [b.label for b in boxes] == ["Capuchinbird"] * len(events)
     assert np.allclose([(b.onset, b.offset) for b in boxes], events, atol=1e-3)
-    assert {b.high_freq for b in boxes} == {8000.0}
+    assert {b.high_freq for b in boxes} == {4000.0} and {b.low_freq for b in boxes} == {400.0}  # a call's band
     aud = crowsetta.Transcriber(format="aud-seq").from_file(out / "audacity" / "a.txt")
     seq = aud.to_seq()
     assert np.allclose(np.c_[seq.onsets_s, seq.offsets_s], events, atol=1e-3)
@@ -534,18 +538,25 @@ def _count_cmd(recs: Path, out: Path, model: Path) -> list[str]:
 
 # Runs the CLI with count's state writer wrapped: once the first file's state record is written,
 # it touches the "ready" file named by argv[1] and waits there, so a signal always arrives between
-# files, after exactly one (not after a sleep that a fast or slow machine can outrun). It waits in
-# short naps: the kernel may deliver the signal to the decoding thread, and Python's handler then
-# only runs once the main thread wakes (one long sleep hung in CI until the test's timeout). On
-# SIGUSR1 it prints every thread's stack, which the test asks for if the run does not end.
+# files, after exactly one (not after a sleep that a fast or slow machine can outrun). On SIGUSR1
+# it prints every thread's stack, which the test asks for if the run does not end.
 _PAUSED_COUNT = """
 import faulthandler, signal, sys, time
 from pathlib import Path
 import yamnet_capuchin.count as count
 faulthandler.register(signal.SIGUSR1)
+# Ctrl-C as in a terminal, whatever the parent left: a child inherits an ignored or a blocked
+# SIGINT, and Python then never raises KeyboardInterrupt (the hang in clean-clone CI, whose
+# stack dump showed the run still waiting here after the signal)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 ready, save = Path(sys.argv.pop(1)), count._save_state
 def paused(*args, **kwargs):
     save(*args, **kwargs)
+    status = dict(line.split(":", 1) for line in open("/proc/thread-self/status") if line.startswith("Sig"))
+    print("SIGINT before the signal: handler", signal.getsignal(signal.SIGINT), "blocked",
+          signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []), "status",
+          {k: v.strip() for k, v in status.items()}, file=sys.stderr, flush=True)
     ready.touch()
     for _ in range(6000):
         time.sleep(0.1)
