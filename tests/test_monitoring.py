@@ -310,3 +310,11 @@ def test_a_run_without_any_start_time_says_so_once(tmp_path):
     assert len(run.notes) == 1 and run.notes[0].startswith("no file has a start time")
     assert (tmp_path / "out" / "activity.csv").read_text().strip() == "site,date,hour,recorded_s,calls,calls_per_hour"
     assert not (tmp_path / "out" / "activity.png").exists()
+
+
+def test_a_file_named_without_a_folder_takes_the_working_folder_as_its_site(tmp_path, monkeypatch):
+    site = tmp_path / "north"
+    _wav(site / "20240301_053000.wav")
+    monkeypatch.chdir(site)
+    clock = recording_clock("20240301_053000.wav")
+    assert clock.site == "north" and clock.start == t(2024, 3, 1, 5, 30)
