@@ -196,7 +196,9 @@ def recording_clock(path: str | Path, site_from: str = "folder", pattern: str | 
             serial = serial or moth_serial
             if moth is not None:
                 start, source = moth, "audiomoth"
-    name = Path(str(named_as).rstrip("/")) if named_as is not None else path.absolute()  # "x.wav": cwd's folder
+    name = path if named_as is None else Path(str(named_as).rstrip("/"))
+    if "://" not in str(named_as or ""):
+        name = name.absolute()  # "x.wav": the working folder is its folder
     if start is None:
         start = time_from_name(name.name, pattern, tz)
         source = "name" if start else ""
