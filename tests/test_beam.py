@@ -1,14 +1,22 @@
 """`yamcap count --runner`: the Apache Beam pipeline gives local `count`'s outputs.
 
 Tiny YAMNet and a random head (no ../shared); Beam's DirectRunner in one process and in
-multi-process mode. Timings (summary.json, state records) are the only allowed differences.
+multi-process mode, and the DaskRunner on a local cluster of two worker processes and on a
+running cluster joined by address. Timings (summary.json, state records) are the only allowed
+differences. The local Dask cluster listens on loopback: the tests try to reach it as a web page
+or a stranger would.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import re
+import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -63,11 +71,13 @@ def local_run(env, model_dir, recs, tmp_path):  # noqa: F811
     return out
 
 
-@pytest.mark.parametrize("workers", [None, 2], ids=["in-memory", "2-processes"])
-def test_direct_runner_outputs_equal_local_count(env, model_dir, recs, tmp_path, local_run, workers):  # noqa: F811
-    out = tmp_path / "beam"
-    args = ["count", recs, "--out", out, "--model", model_dir, "--runner", "direct"]
-    r = invoke(*args, *(["--workers", workers] if workers else []))
+# what a run may print on stderr (the runner's worker processes included): yamcap's own lines only
+YAMCAP_LINE = re.compile(r"(failed: |warning: |\s*$)")
+
+
+def assert_same_as_local(r, out: Path, local_run: Path, runner: str, capfd=None) -> None:
+    """The run ``r`` into ``out`` wrote local ``count``'s files and, with ``capfd``, nothing on stderr but
+    yamcap's own lines (the workers' included, where they are this run's)."""
     assert r.exit_code == 1, r.output
     assert "failed:" in r.output and "broken.wav" in r.output
     local, on_beam = outputs(local_run), outputs(out)
@@ -78,8 +88,129 @@ def test_direct_runner_outputs_equal_local_count(env, model_dir, recs, tmp_path,
     counts = list(csv.DictReader(open(out / "counts.csv")))
     assert len(counts) == 3  # the two a.wav are told apart by their paths
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["runner"] == "DirectRunner" and summary["counted"] == 3 and summary["failed"] == 1
+    assert summary["runner"] == runner and summary["counted"] == 3 and summary["failed"] == 1
     assert not (out / ".yamcap-lock").exists()
+    if capfd is not None:  # quiet: no Beam or Dask log line, from this process or its workers
+        chatter = [line for line in capfd.readouterr().err.splitlines() if not YAMCAP_LINE.match(line)]
+        assert chatter == []
+
+
+@pytest.mark.parametrize("workers", [None, 2], ids=["in-memory", "2-processes"])
+def test_direct_runner_outputs_equal_local_count(env, model_dir, recs, tmp_path, local_run, workers,  # noqa: F811
+                                                 capfd):
+    out = tmp_path / "beam"
+    args = ["count", recs, "--out", out, "--model", model_dir, "--runner", "direct"]
+    capfd.readouterr()
+    r = invoke(*args, *(["--workers", workers] if workers else []))
+    assert_same_as_local(r, out, local_run, "DirectRunner", capfd)
+
+
+def test_dask_runner_on_a_local_cluster_equals_local_count(env, model_dir, recs, tmp_path, local_run,  # noqa: F811
+                                                           capfd):
+    pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    out = tmp_path / "dask"
+    capfd.readouterr()
+    r = invoke("count", recs, "--out", out, "--model", model_dir, "--runner", "dask", "--workers", 2)
+    assert "on DaskRunner" in r.output and "2 worker threads" in r.output, r.output
+    assert_same_as_local(r, out, local_run, "DaskRunner", capfd)
+    again = invoke("count", recs, "--out", out, "--model", model_dir, "--runner", "dask", "--workers", 2)
+    assert "resumed: 3" in again.output, again.output
+
+
+def test_dask_runner_joins_a_running_cluster(env, model_dir, recs, tmp_path, local_run):  # noqa: F811
+    distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    out = tmp_path / "dask"
+    # one worker process with two threads (Beam's DaskRunner shares its output lists between the
+    # tasks of an in-process, processes=False, worker: such clusters are not supported)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None,
+                                  silence_logs=40) as cluster:  # its workers log to the test's stderr
+        scheduler_file = tmp_path / "scheduler.json"  # as `dask scheduler --scheduler-file` writes it
+        scheduler_file.write_text(json.dumps({"type": "Scheduler", "address": cluster.scheduler_address}))
+        r = invoke("count", recs, "--out", out, "--model", model_dir, "--runner", "dask",
+                   "--dask-scheduler", scheduler_file)
+        assert "2 worker threads" in r.output, r.output
+        assert_same_as_local(r, out, local_run, "DaskRunner")
+        one_line_error(invoke("count", recs, "--out", out, "--runner", "dask", "--workers", 2,
+                              "--dask-scheduler", cluster.scheduler_address), "--workers", "--dask-scheduler")
+
+
+def test_dask_options_errors(env, model_dir, recs, tmp_path, monkeypatch):  # noqa: F811
+    pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    monkeypatch.setattr(beam_mod, "DASK_CONNECT_TIMEOUT_S", 1)
+    one_line_error(invoke("count", recs, "--out", tmp_path / "o", "--runner", "dask",
+                          "--dask-scheduler", "tcp://127.0.0.1:9"), "tcp://127.0.0.1:9", "cannot connect")
+    one_line_error(invoke("count", recs, "--out", tmp_path / "o", "--runner", "direct",
+                          "--dask-scheduler", "tcp://127.0.0.1:9"), "--runner dask")
+    one_line_error(invoke("count", recs, "--out", tmp_path / "o", "--dask-scheduler", "tcp://127.0.0.1:9"),
+                   "--runner")
+    (tmp_path / "not-a-scheduler.json").write_text("{}")
+    one_line_error(invoke("count", recs, "--out", tmp_path / "o", "--runner", "dask",
+                          "--dask-scheduler", tmp_path / "not-a-scheduler.json"), "not a Dask scheduler file")
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)
+    one_line_error(invoke("count", recs, "--out", tmp_path / "o", "--runner", "dask"), "yamnet-capuchin[beam]")
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_local_dask_cluster_turns_away_web_pages_and_strangers():
+    """The loopback cluster as an attacker finds it: a web page can send HTTP to any of its
+    ports, a local process can connect with Dask's own client. Every HTTP server (scheduler and
+    workers) has no page at all; the scheduler's port speaks only TLS with this launch's
+    credentials, so neither an HTTP request nor a client without them gets in."""
+    dask = pytest.importorskip("dask")
+    distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    with beam_mod.dask_cluster(workers=2) as (address, threads):
+        assert threads == 2 and address.startswith("tls://127.0.0.1:")
+        with distributed.Client(address, timeout=10) as client:  # this launch's credentials (set for the block)
+            assert client.submit(sum, [1, 2]).result() == 3
+            info = client.scheduler_info()
+        ports = [info["services"]["dashboard"]] if "dashboard" in info.get("services", {}) else []
+        ports += [w["services"]["dashboard"] for w in info["workers"].values()]
+        assert len(ports) >= 2  # the workers' HTTP servers at least
+        for port in ports:
+            for path in ("/", "/status", "/health", "/metrics", "/info/main/workers.html", "/json/counts.json",
+                         "/api/v1/retire_workers", "/statics/"):
+                for host in ("127.0.0.1", "evil.example"):
+                    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={
+                        "Host": host, "Origin": "http://evil.example"})
+                    with pytest.raises(urllib.error.HTTPError) as exc:
+                        urllib.request.urlopen(req, timeout=5)
+                    assert exc.value.code == 404, (port, path)
+        host, port = address[len("tls://"):].rsplit(":", 1)
+        with __import__("socket").create_connection((host, int(port)), timeout=5) as sock:  # a web page's POST
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n"
+                         b"Content-Length: 2\r\n\r\n{}")
+            sock.settimeout(5)
+            try:
+                reply = sock.recv(100)
+            except (ConnectionResetError, TimeoutError):
+                reply = b""
+            assert b"HTTP" not in reply
+        stranger = {"distributed.comm.require-encryption": False, "distributed.comm.tls.ca-file": None,
+                    "distributed.comm.tls.client.cert": None, "distributed.comm.tls.client.key": None}
+        with dask.config.set(stranger):
+            for url in (address, address.replace("tls://", "tcp://")):
+                with pytest.raises(Exception):
+                    distributed.Client(url, timeout=3)
+
+
+def test_runner_chatter_is_hidden_but_the_rest_passes(capfd):
+    """Lines on file descriptor 2 (worker processes inherit it) that are Beam's or Dask's log
+    records are dropped; everything else, a child's error included, comes through in order."""
+    capfd.readouterr()
+    child = ("import sys; sys.stderr.write('WARNING:root:apitools not found, and bigquery client libraries\\n"
+             "INFO:__main__:Logging handler created.\\n"
+             "2026-12-07 12:50:24,758 - distributed.worker - INFO - Start worker at: tcp://127.0.0.1:1\\n"
+             "ERROR: the child broke\\n')")
+    with beam_mod.runner_chatter_hidden():
+        os.write(2, b"INFO:distributed.scheduler:State start\nkept 1\n")
+        subprocess.run([sys.executable, "-c", child], check=True)
+        print("kept 2", file=sys.stderr, flush=True)
+    err = capfd.readouterr().err
+    assert err.splitlines() == ["kept 1", "ERROR: the child broke", "kept 2"]
+    with beam_mod.runner_chatter_hidden(enabled=False):
+        os.write(2, b"INFO:distributed.scheduler:State start\n")
+    assert capfd.readouterr().err == "INFO:distributed.scheduler:State start\n"
 
 
 def test_rerun_resumes_every_finished_file(env, model_dir, recs, tmp_path):  # noqa: F811
@@ -127,6 +258,7 @@ def test_pipeline_args():
     assert beam_mod.pipeline_args("dataflow", 8, ["project=p", "--region=europe-west1"]) == [
         "--runner=DataflowRunner", "--max_num_workers=8", "--project=p", "--region=europe-west1"]
     assert beam_mod.pipeline_args("flink", 4)[1] == "--parallelism=4"
+    assert beam_mod.pipeline_args("dask", 2) == ["--runner=apache_beam.runners.dask.dask_runner.DaskRunner"]
     for bad, needle in ((("nope",), "unknown runner 'nope'"), (("direct", 0), "at least 1"),
                         (("spark", 2), "--beam-option"), (("direct", None, ["novalue"]), "KEY=VALUE")):
         with pytest.raises(YamcapError, match=needle):

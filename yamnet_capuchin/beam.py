@@ -1,4 +1,4 @@
-"""Counting on Apache Beam (``yamcap count --runner direct|dataflow|flink|spark``).
+"""Counting on Apache Beam (``yamcap count --runner direct|dask|dataflow|flink|spark``).
 
 The same per-file work as local ``yamcap count`` (:mod:`yamnet_capuchin.count`), spread over
 Beam workers, with the same outputs:
@@ -16,6 +16,12 @@ Beam workers, with the same outputs:
 3. ``ToList -> WriteRunTables``: counts.csv, events.csv, errors.csv, sources.csv, counts.png,
    summary.json and config.toml (:func:`count.write_summary_outputs`), rows sorted by file.
 
+On Dask (``--runner dask``) the job runs on a ``dask.distributed`` cluster: a LocalCluster of
+``--workers`` processes started and closed here, or an existing one (``--dask-scheduler``, e.g.
+workers on a SLURM cluster started by dask-jobqueue), which must see the audio and ``OUT`` on a
+shared file system or an object store. Beam's and Dask's own log lines are hidden unless
+``verbose``.
+
 Remote ``OUT`` (``gs://...``): each output is written in a local temporary folder first and then
 copied through ``FileSystems``, the state record last, so a file counts as done only once all
 its outputs are there. Apache Beam is imported only here (``pip install 'yamnet-capuchin[beam]'``).
@@ -26,8 +32,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import re
 import shutil
+import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,10 +53,21 @@ from .errors import AudioError, YamcapError
 from .fileio import AUDIO_EXTENSIONS, expand_audio_paths, output_lock
 from .outputs import output_stems
 
-RUNNERS = {"direct": "DirectRunner", "dataflow": "DataflowRunner", "flink": "FlinkRunner", "spark": "SparkRunner"}
-# how --workers reaches each runner (the rest: --beam-option KEY=VALUE)
-WORKER_OPTIONS = {"direct": "direct_num_workers", "dataflow": "max_num_workers", "flink": "parallelism",
-                  "spark": None}
+RUNNERS = {"direct": "DirectRunner", "dask": "DaskRunner", "dataflow": "DataflowRunner", "flink": "FlinkRunner",
+           "spark": "SparkRunner"}
+# runners Beam does not know by their short name
+RUNNER_PATHS = {"dask": "apache_beam.runners.dask.dask_runner.DaskRunner"}
+# how --workers reaches each runner (the rest: --beam-option KEY=VALUE); dask: the LocalCluster's size
+WORKER_OPTIONS = {"direct": "direct_num_workers", "dask": None, "dataflow": "max_num_workers",
+                  "flink": "parallelism", "spark": None}
+DASK_CONNECT_TIMEOUT_S = 10
+DASK_WORKER_WAIT_S = 120  # for the first worker of a cluster that is still starting (a batch queue)
+# Dask partitions (one model load each) per worker thread: several, so that a slow file does not
+# hold up a whole share of the run
+DASK_PARTITIONS_PER_THREAD = 4
+# what Beam and Dask print on stderr by themselves (their workers included): hidden unless verbose
+RUNNER_CHATTER = re.compile(r"(?:(?:DEBUG|INFO|WARNING):(?:root|__main__|apache_beam|distributed|dask)[\w.]*:"
+                            r"|\S.* - (?:distributed|dask|tornado)[\w.]* - (?:DEBUG|INFO|WARNING) - )")
 
 
 def import_beam():
@@ -65,18 +86,20 @@ def is_local(path: str | Path) -> bool:
 
 def pipeline_args(runner: str, workers: int | None = None, options: Sequence[str] = ()) -> list[str]:
     """Beam pipeline flags for ``runner`` (a key of :data:`RUNNERS`), ``workers`` (DirectRunner:
-    processes, in multi-process mode when > 1; Dataflow: the most workers; Flink: parallelism)
-    and ``options`` (``KEY=VALUE`` each, passed on as ``--KEY=VALUE``)."""
+    processes, in multi-process mode when > 1; Dataflow: the most workers; Flink: parallelism;
+    Dask: no flag, the LocalCluster's size, :func:`dask_cluster`) and ``options`` (``KEY=VALUE``
+    each, passed on as ``--KEY=VALUE``)."""
     if runner not in RUNNERS:
         raise YamcapError(f"unknown runner '{runner}' (one of: {', '.join(RUNNERS)})")
-    args = [f"--runner={RUNNERS[runner]}"]
+    args = [f"--runner={RUNNER_PATHS.get(runner, RUNNERS[runner])}"]
     if workers is not None:
         if workers < 1:
             raise YamcapError(f"--workers must be at least 1, got {workers}")
         flag = WORKER_OPTIONS[runner]
-        if flag is None:
+        if flag is None and runner != "dask":
             raise YamcapError(f"--workers is not used by the {runner} runner: set its parallelism with --beam-option")
-        args.append(f"--{flag}={workers}")
+        if flag:
+            args.append(f"--{flag}={workers}")
         if runner == "direct":
             args.append(f"--direct_running_mode={'multi_processing' if workers > 1 else 'in_memory'}")
     if runner == "direct":  # the worker processes' own INFO lines would bury yamcap's
@@ -221,6 +244,19 @@ def _local_model_dir(model_dir: str | None, tmp_root: Path) -> str | None:
 
 
 # -- the pipeline's steps ---------------------------------------------------------------------------
+_MODEL_LOADING = threading.Lock()
+
+
+def _load_worker_model(job: Job, tmp: Path):
+    """The job's model, loaded on a worker; one load at a time in a process (a Dask worker runs
+    several partitions in threads, and TensorFlow imported by two threads at once fails with
+    "partially initialized module"). A module-level function, so that the pickled DoFn refers
+    to it (and its lock) by name."""
+    with _MODEL_LOADING:
+        return load_model(_local_model_dir(job.model_dir, tmp), yamnet=job.yamnet, runtime=job.runtime,
+                          audio_backend=job.audio_backend)
+
+
 def _count_file_fn():
     import apache_beam as beam
 
@@ -234,8 +270,7 @@ def _count_file_fn():
             self._tmp = tempfile.TemporaryDirectory(prefix="yamcap-model-")
             job = self.job
             self.config = Config.from_dict(job.config)
-            self.detector = load_model(_local_model_dir(job.model_dir, Path(self._tmp.name)), yamnet=job.yamnet,
-                                       runtime=job.runtime, audio_backend=job.audio_backend)
+            self.detector = _load_worker_model(job, Path(self._tmp.name))
             self.config.backbone, self.config.audio.backend = (self.detector.config.backbone,
                                                                self.detector.config.audio.backend)
 
@@ -291,6 +326,101 @@ def write_run_tables(outcomes: list, job: Job, detector: DetectorInfo, order: Se
     return run
 
 
+# -- Dask clusters and the runners' own output ------------------------------------------------------
+@contextmanager
+def dask_cluster(workers: int | None = None, scheduler: str | None = None, verbose: bool = False) -> Iterator[tuple[str, int]]:
+    """``(address, threads)`` of a Dask cluster for the block: the scheduler at ``scheduler``
+    (``tcp://HOST:PORT``, or the JSON file ``dask scheduler --scheduler-file`` writes; TLS as set
+    in the user's Dask configuration; waits up to :data:`DASK_WORKER_WAIT_S` for a first worker)
+    or a LocalCluster of ``workers`` processes (default: one per core) with one thread each,
+    closed when the block ends. ``threads``: the worker threads the cluster has at the start,
+    which sets how many partitions the files are split into.
+
+    The LocalCluster listens on loopback only, where any web page the user opens can reach it:
+    its scheduler and workers talk TLS with a key and certificate made for this launch (held
+    in memory; a connection without them is refused), and their HTTP servers (dashboard,
+    metrics, health) have no pages at all."""
+    try:
+        import dask
+        from dask.distributed import Client, LocalCluster, Security
+    except ImportError:
+        raise YamcapError("--runner dask needs dask and distributed: pip install 'yamnet-capuchin[beam]'") from None
+    quiet = logging.INFO if verbose else logging.ERROR
+    if scheduler:
+        if workers is not None:
+            raise YamcapError("--workers starts a local Dask cluster: leave it out with --dask-scheduler (the "
+                              "cluster's workers are started where it runs)")
+        address = scheduler
+        if "://" not in scheduler and Path(scheduler).is_file():
+            try:
+                address = json.loads(Path(scheduler).read_text(encoding="utf-8"))["address"]
+            except (OSError, ValueError, KeyError, TypeError):
+                raise YamcapError(f"--dask-scheduler {scheduler}: not a Dask scheduler file (JSON with an "
+                                  "'address')") from None
+        try:
+            with Client(address, timeout=DASK_CONNECT_TIMEOUT_S) as client:
+                try:
+                    client.wait_for_workers(1, timeout=DASK_WORKER_WAIT_S)
+                except TimeoutError:
+                    raise YamcapError(f"--dask-scheduler {scheduler}: no worker joined the cluster within "
+                                      f"{DASK_WORKER_WAIT_S} s") from None
+                threads = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise YamcapError(f"--dask-scheduler {scheduler}: cannot connect ({str(exc).splitlines()[0][:200]})") from None
+        yield address, threads
+        return
+    n = workers or os.cpu_count() or 1
+    security = Security.temporary()
+    closed = {  # what this process's clients (the DaskRunner's own) connect with; workers get it too
+        "distributed.comm.require-encryption": True, "distributed.comm.tls.ca-file": security.tls_ca_file,
+        "distributed.comm.tls.client.cert": security.tls_client_cert,
+        "distributed.comm.tls.client.key": security.tls_client_key,
+        "distributed.scheduler.http.routes": [], "distributed.worker.http.routes": [],
+        # the workers' statistical profiler (for the dashboard, which is off) takes the GIL every 10 ms;
+        # Dask's environment for worker processes (one OpenMP/BLAS thread, eager malloc trimming) made
+        # each file about 20 % slower to count here (40 forest recordings: 38.0 s of work against 32.0 s)
+        "distributed.worker.profile.enabled": False, "distributed.nanny.pre-spawn-environ": {},
+    }
+    with dask.config.set(closed), LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1", protocol="tls", security=security,
+            dashboard_address=None, scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+            silence_logs=quiet) as cluster:
+        yield cluster.scheduler_address, n
+
+
+@contextmanager
+def runner_chatter_hidden(enabled: bool = True, chatter: re.Pattern = RUNNER_CHATTER) -> Iterator[None]:
+    """Within the block, lines written to this process's standard error (file descriptor 2, so
+    also by the runner's worker processes, which inherit it) that match ``chatter`` are dropped
+    and the rest passed on as they come. Beam's workers log through their own root loggers, out
+    of reach of this process's ``logging`` settings."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    forward = os.dup(saved)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb") as src, os.fdopen(forward, "wb", buffering=0) as dst:
+            for line in src:
+                if not chatter.match(line.decode("utf-8", "replace")):
+                    dst.write(line)
+
+    thread = threading.Thread(target=pump, name="yamcap-stderr", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe ends once no worker process holds it either
+        os.close(saved)
+        thread.join(timeout=2)
+
+
 # -- the driver -------------------------------------------------------------------------------------
 def count_on_beam(
     paths: Sequence[str],
@@ -304,14 +434,21 @@ def count_on_beam(
     audio_backend: str | None = None,
     plots: bool = False,
     echo: Callable[[str], None] = print,
+    dask_scheduler: str | None = None,
+    verbose: bool = False,
 ) -> dict:
     """Count calls in ``paths`` (files, folders, globs; local or remote) on a Beam runner and
     write the outputs of local ``count`` into ``out``. ``load_detector(local_model_dir)`` loads
     ``model_dir`` (None: the shipped model; a remote one copied here first) as the workers will:
-    it is checked here first, and its resolved YAMNet handle is passed on. Returns
-    the run as read back from the workers' outcomes."""
+    it is checked here first, and its resolved YAMNet handle is passed on. ``dask_scheduler``:
+    the address of a running Dask cluster to use (``runner="dask"``; default: a LocalCluster of
+    ``workers`` processes). ``verbose``: show Beam's and Dask's own log lines too. Returns the
+    run as read back from the workers' outcomes."""
     started = time.time()
-    beam = import_beam()
+    if dask_scheduler and runner != "dask":
+        raise YamcapError("--dask-scheduler needs --runner dask")
+    with runner_chatter_hidden(not verbose):  # Beam's import warns about clients of Google services
+        beam = import_beam()
     from apache_beam.options.pipeline_options import PipelineOptions
 
     args = pipeline_args(runner, workers, beam_options)
@@ -332,17 +469,32 @@ def count_on_beam(
     )
     info = DetectorInfo.of(detector)
     del detector
-    echo(f"counting {len(files)} files on {RUNNERS[runner]} ({' '.join(args[1:]) or 'default options'})")
-    logging.getLogger("apache_beam").setLevel(logging.ERROR)
+    if not verbose:
+        logging.getLogger("apache_beam").setLevel(logging.ERROR)
     holder = output_lock(out, "yamcap count") if is_local(out) else contextlib.nullcontext()
-    with holder:
-        with beam.Pipeline(options=PipelineOptions(args)) as pipeline:
-            _ = (pipeline
-                 | "Files" >> beam.Create(files)
-                 | "Spread" >> beam.Reshuffle()
-                 | "Count" >> beam.ParDo(_count_file_fn()(job))
-                 | "Gather" >> beam.combiners.ToList()
-                 | "Tables" >> beam.Map(write_run_tables, job, info, files))
+    cluster = dask_cluster(workers, dask_scheduler, verbose) if runner == "dask" else contextlib.nullcontext()
+    with runner_chatter_hidden(not verbose), holder, cluster as dask:
+        if dask:
+            address, threads = dask
+            # Beam's Create makes the partitions and its Reshuffle is a no-op on Dask
+            args += [f"--dask_client_address={address}",
+                     f"--dask_npartitions={min(len(files), DASK_PARTITIONS_PER_THREAD * threads)}"]
+        shown = " ".join(a for a in args[1:] if not a.startswith("--dask_npartitions"))
+        echo(f"counting {len(files)} files on {RUNNERS[runner]} "
+             f"({shown or 'default options'}{f'; {threads} worker threads' if dask else ''})")
+        pipeline = beam.Pipeline(options=PipelineOptions(args))
+        try:
+            with pipeline:
+                _ = (pipeline
+                     | "Files" >> beam.Create(files)
+                     | "Spread" >> beam.Reshuffle()
+                     | "Count" >> beam.ParDo(_count_file_fn()(job))
+                     | "Gather" >> beam.combiners.ToList()
+                     | "Tables" >> beam.Map(write_run_tables, job, info, files))
+        finally:  # the DaskRunner's own client, before its cluster goes
+            client = getattr(getattr(pipeline, "result", None), "client", None)
+            if client is not None:
+                client.close()
     return read_run_summary(out)
 
 

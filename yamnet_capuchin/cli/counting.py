@@ -89,9 +89,11 @@ def count(
     name_time: Optional[str] = typer.Option(None, "--name-time", rich_help_panel="Recorder time and sites", help=f"Times in file names are utc (AudioMoth's default) or local (in --timezone; Song Meters) {_default('outputs.name_time')}. GUANO and AudioMoth metadata carry their own offset."),
     site_from: Optional[str] = typer.Option(None, "--site-from", rich_help_panel="Recorder time and sites", help=f"A recording's site: folder (its parent folder's name), metadata (the recorder's serial number) or none {_default('outputs.site_from')}."),
     time_pattern: Optional[str] = typer.Option(None, "--time-pattern", rich_help_panel="Recorder time and sites", help="strptime pattern of the start time in file names, e.g. 'REC%y%m%d-%H%M' (default: AudioMoth YYYYMMDD_HHMMSS and Song Meter PREFIX_YYYYMMDD_HHMMSS names; GUANO and AudioMoth metadata come first)."),
-    runner: Optional[str] = typer.Option(None, "--runner", rich_help_panel="Scale-out (Apache Beam)", help="Run on Apache Beam: direct (this machine, one process per --workers), dataflow, flink or spark. Needs the [beam] extra; docs/scale.md."),
-    workers: Optional[int] = typer.Option(None, "--workers", rich_help_panel="Scale-out (Apache Beam)", help="Worker processes (direct), the most workers (dataflow) or the parallelism (flink)."),
+    runner: Optional[str] = typer.Option(None, "--runner", rich_help_panel="Scale-out (Apache Beam)", help="Run on Apache Beam: direct (this machine, one process per --workers), dask (a Dask cluster: local, or an HPC one with --dask-scheduler), dataflow, flink or spark. Needs the [beam] extra; docs/scale.md."),
+    workers: Optional[int] = typer.Option(None, "--workers", rich_help_panel="Scale-out (Apache Beam)", help="Worker processes (direct; dask: of the local cluster, default one per core), the most workers (dataflow) or the parallelism (flink)."),
+    dask_scheduler: Optional[str] = typer.Option(None, "--dask-scheduler", rich_help_panel="Scale-out (Apache Beam)", help="With --runner dask: join the running Dask cluster at this address (tcp://HOST:PORT) or scheduler file (dask scheduler --scheduler-file) instead of starting one; its workers must see the audio and OUT."),
     beam_options: Optional[List[str]] = typer.Option(None, "--beam-option", rich_help_panel="Scale-out (Apache Beam)", help="A Beam pipeline option KEY=VALUE, e.g. project=my-project or temp_location=gs://b/tmp (repeatable)."),
+    verbose: bool = typer.Option(False, "--verbose", rich_help_panel="Scale-out (Apache Beam)", help="Also show Beam's and Dask's own log lines (hidden by default)."),
     run: ModelRun = None,
 ):
     """Count Capuchinbird calls in long recordings and say where they are.
@@ -111,6 +113,8 @@ def count(
         yamcap count rec.flac --out c/ --runtime tflite --yamnet yamnet.tflite --plots
 
         yamcap count "Forest Recordings/" --out counts/ --runner direct --workers 2
+
+        yamcap count /scratch/pam/ --out /scratch/counts/ --runner dask --dask-scheduler tcp://node1:8786
     """
     from ..count import check_outputs, count_files
     from ..fileio import expand_audio_paths
@@ -125,9 +129,10 @@ def count(
     if run.runtime == "tflite" and not run.yamnet and not os.environ.get("YAMCAP_YAMNET", "").endswith(".tflite"):
         _fail("--runtime tflite needs a .tflite file: pass --yamnet PATH/yamnet.tflite")
     if runner:
-        return _count_on_beam(paths, out, cfg, model, run, runner, workers, beam_options or [], plots)
-    if workers is not None or beam_options:
-        _fail("--workers and --beam-option need --runner (e.g. --runner direct)")
+        return _count_on_beam(paths, out, cfg, model, run, runner, workers, beam_options or [], plots,
+                              dask_scheduler, verbose)
+    if workers is not None or beam_options or dask_scheduler or verbose:
+        _fail("--workers, --dask-scheduler, --beam-option and --verbose need --runner (e.g. --runner direct)")
     remote = [p for p in [*paths, out, model or ""] if "://" in p]
     if remote:
         _fail(f"{remote[0]}: remote paths need --runner (e.g. --runner direct, with the [beam] extra)")
@@ -170,13 +175,15 @@ def activity(
         typer.secho(f"warning: {note}", fg="yellow", err=True)
 
 
-def _count_on_beam(paths, out, cfg, model, run: ModelRun, runner, workers, beam_options, plots):
+def _count_on_beam(paths, out, cfg, model, run: ModelRun, runner, workers, beam_options, plots, dask_scheduler,
+                   verbose):
     """``count --runner``: the same outputs, computed on Apache Beam (yamnet_capuchin.beam)."""
     from ..beam import count_on_beam
 
     t0 = time.perf_counter()
     summary = count_on_beam(paths, out, cfg, lambda local: run.detector(local, cfg), runner, workers, beam_options,
-                            model_dir=model, audio_backend=run.audio_backend, plots=plots, echo=typer.echo)
+                            model_dir=model, audio_backend=run.audio_backend, plots=plots, echo=typer.echo,
+                            dask_scheduler=dask_scheduler, verbose=verbose)
     _report_failures(summary["failures"])
     typer.echo(f"files: {summary['files']}  counted: {summary['counted']}  failed: {summary['failed']}  "
                f"resumed: {summary['resumed']}\ntotal calls: {summary['total_calls']}\n"
