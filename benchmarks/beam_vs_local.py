@@ -16,14 +16,15 @@ import argparse
 import datetime
 import filecmp
 import json
-import os
-import platform
 import shlex
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from yamnet_capuchin.benchmark import machine_info  # noqa: E402
 
 COMPARED = ("counts.csv", "events.csv", "errors.csv", "sources.csv")
 
@@ -69,7 +70,7 @@ def main(argv=None) -> int:
                             "identical": same_outputs(local_out, out), "log": log.splitlines()}
     result = {
         "date": datetime.date.today().isoformat(),
-        "machine": {"cores": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+        "machine": machine_info(),
         "inputs": args.inputs, "files": summary["files"], "audio_s": summary["audio_seconds_processed"],
         "runs": runs,
     }
@@ -79,7 +80,8 @@ def main(argv=None) -> int:
     audio_h = result["audio_s"] / 3600
     lines = [f"# Beam runners against local count, {result['date']}\n",
              f"`python benchmarks/beam_vs_local.py {' '.join(map(shlex.quote, args.inputs))} --workers {args.workers}"
-             f" --runners {' '.join(args.runners)}` on {result['machine']['cores']} cores: {result['files']} files, "
+             f" --runners {' '.join(args.runners)}` on {result['machine']['cores']} cores "
+             f"({result['machine']['cpu_model']}): {result['files']} files, "
              f"{audio_h:.2f} h of audio; wall time of the whole process (start-up included), one run each.\n",
              "| run | wall | real-time factor | / local | identical outputs | lines printed |",
              "|---|---|---|---|---|---|"]

@@ -208,6 +208,13 @@ def test_runner_chatter_is_hidden_but_the_rest_passes(capfd):
         print("kept 2", file=sys.stderr, flush=True)
     err = capfd.readouterr().err
     assert err.splitlines() == ["kept 1", "ERROR: the child broke", "kept 2"]
+    keep = beam_mod.ChatterFilter()  # a traceback logged with a hidden record goes with it
+    lines = ["2026-12-07 13:41:00,001 - distributed.batched - INFO - Batched Comm Closed <TCP>",
+             "Traceback (most recent call last):", '  File "batched.py", line 115, in _background_send',
+             "    nbytes = yield coro", "distributed.comm.core.CommClosedError", "warning: kept",
+             "Traceback (most recent call last):", '  File "cli.py", line 1, in main',
+             "ValueError: yamcap's own", "warning: no file has a start time"]
+    assert [line for line in lines if keep(line)] == lines[5:]
     with beam_mod.runner_chatter_hidden(enabled=False):
         os.write(2, b"INFO:distributed.scheduler:State start\n")
     assert capfd.readouterr().err == "INFO:distributed.scheduler:State start\n"

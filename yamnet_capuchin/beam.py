@@ -388,6 +388,33 @@ def dask_cluster(workers: int | None = None, scheduler: str | None = None, verbo
         yield cluster.scheduler_address, n
 
 
+class ChatterFilter:
+    """``keep(line)``: False for a line that matches ``chatter`` and for the lines of the same log
+    record after it (a traceback logged with it: indented lines, "Traceback ...", the chained-
+    exception lines, and the exception's own last line)."""
+
+    CONTINUED = re.compile(r"(?:\s|Traceback \(most recent call last\)|During handling of|The above exception)")
+    EXCEPTION = re.compile(r"[A-Za-z_][\w.]*(?::|$)")
+
+    def __init__(self, chatter: re.Pattern = RUNNER_CHATTER):
+        self.chatter = chatter
+        self.in_record = self.in_traceback = False
+
+    def __call__(self, line: str) -> bool:
+        if self.chatter.match(line):
+            self.in_record, self.in_traceback = True, False
+            return False
+        if self.in_record:
+            if self.CONTINUED.match(line):
+                self.in_traceback = self.in_traceback or line.startswith("Traceback")
+                return False
+            last = self.in_traceback and self.EXCEPTION.match(line)  # the exception itself ends it
+            self.in_record = self.in_traceback = False
+            if last:
+                return False
+        return True
+
+
 @contextmanager
 def runner_chatter_hidden(enabled: bool = True, chatter: re.Pattern = RUNNER_CHATTER) -> Iterator[None]:
     """Within the block, lines written to this process's standard error (file descriptor 2, so
@@ -405,9 +432,10 @@ def runner_chatter_hidden(enabled: bool = True, chatter: re.Pattern = RUNNER_CHA
     os.close(write_end)
 
     def pump() -> None:
+        keep = ChatterFilter(chatter)
         with os.fdopen(read_end, "rb") as src, os.fdopen(forward, "wb", buffering=0) as dst:
             for line in src:
-                if not chatter.match(line.decode("utf-8", "replace")):
+                if keep(line.decode("utf-8", "replace")):
                     dst.write(line)
 
     thread = threading.Thread(target=pump, name="yamcap-stderr", daemon=True)
