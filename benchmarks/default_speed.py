@@ -13,6 +13,12 @@ Each run times, one after the other:
 Speeds are audio seconds per wall second; the ratio is count's speed over the floor's in the
 same run (1.0: counting as fast as decoding alone). A warm-up run first (file pages cached) is
 not counted. Prints one line per run and writes the runs, their medians and the machine to --out.
+
+With ``--stages`` it also times the packaged model's stages one after another in this process
+(:func:`yamnet_capuchin.benchmark.per_stage`; inference on 1 and on every core) and states the
+best any overlap of decoding and inference could give on this machine's cores: core-seconds of
+work per audio second, decode and resample on one core plus inference on one core, spread over
+all cores.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from yamnet_capuchin.benchmark import cold_count, decode_floor, machine_info  # noqa: E402
+from yamnet_capuchin.benchmark import cold_count, decode_floor, machine_info, per_stage  # noqa: E402
+from yamnet_capuchin.config import Config  # noqa: E402
 from yamnet_capuchin.dataset import find_forest_dir  # noqa: E402
 from yamnet_capuchin.fileio import atomic_write_json, expand_audio_paths  # noqa: E402
 
@@ -37,6 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--model-args", default="", help="extra count arguments, e.g. '--model exported/int8'")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--stages", action="store_true", help="also time the model's stages and state the overlap bound")
     args = parser.parse_args(argv)
     forest = find_forest_dir(args.data)
     if forest is None:
@@ -58,9 +66,36 @@ def main(argv: list[str] | None = None) -> dict:
               "median": {k: statistics.median(r[k] for r in runs) for k in ("floor_rtf", "count_rtf", "ratio")}}
     print(f"median of {len(runs)}: floor {result['median']['floor_rtf']:.0f}x, count {result['median']['count_rtf']:.0f}x, "
           f"ratio {result['median']['ratio']:.2f} ({result['machine']['cpu_model']}, {result['machine']['cores']} cores)")
+    if args.stages:
+        result["stages"] = stages(files)
     if args.out:
         atomic_write_json(args.out, result)
     return result
+
+
+def stages(files: list[Path]) -> dict:
+    """The packaged model's per-stage speeds (audio s per s) with 1 and with every inference
+    thread, and the bound on ``count``'s speed that they set."""
+    from yamnet_capuchin.detectors import load_model
+
+    cores = os.cpu_count() or 1
+    out = {}
+    saved = os.environ.get("YAMCAP_THREADS")
+    try:
+        for threads in sorted({1, cores}):
+            os.environ["YAMCAP_THREADS"] = str(threads)
+            out[f"{threads}_threads"] = per_stage(load_model(), files, Config())["rtf_by_stage"]
+    finally:
+        os.environ.pop("YAMCAP_THREADS", None) if saved is None else os.environ.update(YAMCAP_THREADS=saved)
+    one = out["1_threads"]
+    decode_s = 1 / one["decode"] + 1 / one["resample"]  # core-seconds per audio second
+    model_s = 1 / one["embed_forward"] + 1 / one["head"] + 1 / one["events"]
+    out["bound_rtf"] = cores / (decode_s + model_s)
+    out["model_share_of_work"] = model_s / (decode_s + model_s)
+    print(f"stages: decode+resample {1 / decode_s:.0f}x on one core, model {1 / model_s:.0f}x on one core "
+          f"({out[f'{cores}_threads']['embed_forward']:.0f}x on {cores}); best overlap on {cores} cores: "
+          f"{out['bound_rtf']:.0f}x ({out['model_share_of_work']:.0%} of the work is the model)")
+    return out
 
 
 if __name__ == "__main__":
